@@ -1,0 +1,15 @@
+"""embedkit: which embedding model, export variant and execution provider gives the best quality for the
+latency you can afford — measured, recorded, and re-runnable."""
+
+from importlib import metadata
+
+from .embedder import Embedder, StageTimer
+from .models import load
+from .specs import KNOWN_SPECS, ModelSpec, get_spec
+
+try:
+    __version__ = metadata.version("embedkit")
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+source"
+
+__all__ = ["Embedder", "KNOWN_SPECS", "ModelSpec", "StageTimer", "__version__", "get_spec", "load"]

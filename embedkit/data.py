@@ -1,0 +1,322 @@
+"""Readers for the local evaluation-data mirror (layout of ``../shared/data``, see its README).
+
+Each reader maps one raw format exactly the way MTEB's own task reads that data set (the mirror
+README's "How MTEB reads these files"), and checks the row count MTEB uses, so a truncated or
+missing file fails loudly here instead of silently producing a different score. This module is
+plain standard library: it is also what the profiler and benchmark draw real sentences from.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+from embedkit.paths import data_dir
+
+Record = TypeVar("Record")
+Row = TypeVar("Row")
+
+
+class LocalDataError(ValueError):
+    """The local data mirror is not set, or a file in it is not what MTEB reads."""
+
+
+class MissingDataFileError(LocalDataError, FileNotFoundError):
+    """A file an MTEB task needs is absent from the mirror."""
+
+
+class RowCountError(LocalDataError):
+    """A file has a different number of rows than the MTEB task uses."""
+
+
+class STSPair(NamedTuple):
+    sentence1: str
+    sentence2: str
+    score: float  # on the data set's own scale; the mteb task rescales it
+
+
+class Document(NamedTuple):
+    id: str
+    title: str
+    text: str
+
+
+class Query(NamedTuple):
+    id: str
+    text: str
+
+
+class LabelledText(NamedTuple):
+    text: str
+    label: int  # index into ClassificationData.label_names
+
+
+@dataclass(frozen=True)
+class RetrievalData:
+    corpus: list[Document]
+    queries: list[Query]
+    relevant_docs: dict[str, dict[str, int]]  # query id -> {document id: relevance}
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    train: list[LabelledText]
+    test: list[LabelledText]
+    label_names: list[str]
+
+
+STSBENCHMARK_TEST = ("stsbenchmark/sts-test.csv", 1379)
+# MTEB's SICK-R evaluates every pair of the three SICK files as its "test" split (9927 pairs).
+SICK_FILES = (
+    ("sick/SICK_train.txt", 4500),
+    ("sick/SICK_trial.txt", 500),
+    ("sick/SICK_test_annotated.txt", 4927),
+)
+SEMEVAL_STS_FILES = {
+    "STS12": ("semeval-sts/sts12-test.tsv", 3108),
+    "STS13": ("semeval-sts/sts13-test.tsv", 1500),
+    "STS14": ("semeval-sts/sts14-test.tsv", 3750),
+    "STS15": ("semeval-sts/sts15-test.tsv", 3000),
+    "STS16": ("semeval-sts/sts16-test.tsv", 1186),
+}
+BIOSSES_FILE = ("biosses/biosses.tsv", 100)
+SCIFACT_CORPUS = ("scifact/corpus.jsonl", 5183)
+SCIFACT_QUERIES = ("scifact/queries.jsonl", 300)  # the test queries, i.e. those in the test qrels
+SCIFACT_TEST_QRELS = ("scifact/qrels/test.tsv", 339)
+BANKING77_TRAIN = ("banking77/train.csv", 10003)
+BANKING77_TEST = ("banking77/test.csv", 3080)
+BANKING77_LABELS = 77
+
+STS_TASKS = ("STSBenchmark", "SICK-R", *SEMEVAL_STS_FILES, "BIOSSES")
+LOCAL_TASKS = (*STS_TASKS, "SciFact", "Banking77Classification")
+
+TASK_FILES: dict[str, tuple[str, ...]] = {
+    "STSBenchmark": (STSBENCHMARK_TEST[0],),
+    "SICK-R": tuple(path for path, _ in SICK_FILES),
+    **{task: (path,) for task, (path, _) in SEMEVAL_STS_FILES.items()},
+    "BIOSSES": (BIOSSES_FILE[0],),
+    "SciFact": (SCIFACT_CORPUS[0], SCIFACT_QUERIES[0], SCIFACT_TEST_QRELS[0]),
+    "Banking77Classification": (BANKING77_TRAIN[0], BANKING77_TEST[0]),
+}
+
+
+def mirror_root(root: Path | None = None) -> Path:
+    """The mirror to read: `root` if given, else EMBEDKIT_DATA."""
+    resolved = root if root is not None else data_dir()
+    if resolved is None:
+        raise LocalDataError("no local data mirror: set EMBEDKIT_DATA (layout of ../shared/data)")
+    return Path(resolved)
+
+
+def read_stsbenchmark(root: Path | None = None) -> list[STSPair]:
+    """STSBenchmark test: fields 5, 6 and 4 (0-based) of sts-test.csv, read with QUOTE_NONE.
+
+    Sentences contain bare double quotes, and some rows carry two extra licence columns.
+    """
+    path = _required(root, STSBENCHMARK_TEST, "STSBenchmark")
+    rows = _convert(path, _tsv_rows(path), lambda row: STSPair(row[5], row[6], float(row[4])))
+    return _checked(path, rows, STSBENCHMARK_TEST[1], "STSBenchmark")
+
+
+def read_sick_r(root: Path | None = None) -> list[STSPair]:
+    """SICK-R: the train, trial and test files concatenated (9927 pairs), relatedness as score."""
+    pairs: list[STSPair] = []
+    for spec in SICK_FILES:
+        path = _required(root, spec, "SICK-R")
+        rows = _convert(path, _tsv_records(path), _sick_pair)
+        pairs.extend(_checked(path, rows, spec[1], "SICK-R"))
+    return pairs
+
+
+def read_semeval_sts(task: str, root: Path | None = None) -> list[STSPair]:
+    """STS12-STS16: the scored pairs of one SemEval year (converted TSV, header line)."""
+    if task not in SEMEVAL_STS_FILES:
+        raise KeyError(f"{task!r} is not a SemEval STS task; expected one of {sorted(SEMEVAL_STS_FILES)}")
+    spec = SEMEVAL_STS_FILES[task]
+    path = _required(root, spec, task)
+    rows = _convert(path, _tsv_records(path), _sts_pair)
+    return _checked(path, rows, spec[1], task)
+
+
+def read_biosses(root: Path | None = None) -> list[STSPair]:
+    """BIOSSES: 100 pairs, score = mean of the five annotators (0-4)."""
+    path = _required(root, BIOSSES_FILE, "BIOSSES")
+    rows = _convert(path, _tsv_records(path), _sts_pair)
+    return _checked(path, rows, BIOSSES_FILE[1], "BIOSSES")
+
+
+def read_sts(task: str, root: Path | None = None) -> list[STSPair]:
+    """The evaluated pairs of any STS task the mirror holds."""
+    if task == "STSBenchmark":
+        return read_stsbenchmark(root)
+    if task == "SICK-R":
+        return read_sick_r(root)
+    if task == "BIOSSES":
+        return read_biosses(root)
+    return read_semeval_sts(task, root)
+
+
+def read_scifact(root: Path | None = None) -> RetrievalData:
+    """SciFact test: the whole corpus, the 300 queries that have test qrels, and those qrels."""
+    qrels_path = _required(root, SCIFACT_TEST_QRELS, "SciFact")
+    qrels = _convert(qrels_path, _tsv_records(qrels_path), _qrel)
+    _checked(qrels_path, qrels, SCIFACT_TEST_QRELS[1], "SciFact")
+    relevant_docs: dict[str, dict[str, int]] = {}
+    for query_id, doc_id, relevance in qrels:
+        relevant_docs.setdefault(query_id, {})[doc_id] = relevance
+
+    corpus_path = _required(root, SCIFACT_CORPUS, "SciFact")
+    corpus = _convert(corpus_path, _jsonl_records(corpus_path), _document)
+    _checked(corpus_path, corpus, SCIFACT_CORPUS[1], "SciFact")
+
+    # Like mteb's retrieval loader: keep the queries that have qrels, in the queries file's order.
+    queries_path = _required(root, SCIFACT_QUERIES, "SciFact")
+    all_queries = _convert(queries_path, _jsonl_records(queries_path), _query)
+    queries = [query for query in all_queries if query.id in relevant_docs]
+    _checked(queries_path, queries, SCIFACT_QUERIES[1], "SciFact", unit="test queries")
+    return RetrievalData(corpus=corpus, queries=queries, relevant_docs=relevant_docs)
+
+
+def read_banking77(root: Path | None = None) -> ClassificationData:
+    """Banking77: train and test in file order, labels = index over the sorted category names.
+
+    Row order matters: mteb undersamples the training set by row index.
+    """
+    splits: dict[str, list[tuple[str, str]]] = {}
+    for split, spec in (("train", BANKING77_TRAIN), ("test", BANKING77_TEST)):
+        path = _required(root, spec, "Banking77Classification")
+        rows = _convert(path, _csv_records(path), lambda record: (record["text"], record["category"]))
+        splits[split] = _checked(path, rows, spec[1], "Banking77Classification")
+    label_names = sorted({category for rows in splits.values() for _, category in rows})
+    if len(label_names) != BANKING77_LABELS:
+        raise LocalDataError(
+            f"{BANKING77_TRAIN[0]} + {BANKING77_TEST[0]}: expected {BANKING77_LABELS} categories "
+            f"(MTEB's Banking77Classification), found {len(label_names)}"
+        )
+    index = {name: i for i, name in enumerate(label_names)}
+    return ClassificationData(
+        train=[LabelledText(text, index[category]) for text, category in splits["train"]],
+        test=[LabelledText(text, index[category]) for text, category in splits["test"]],
+        label_names=label_names,
+    )
+
+
+def data_sha256(task: str, root: Path | None = None) -> dict[str, str]:
+    """sha256 of each mirror file a task reads, keyed by its path inside the mirror (provenance)."""
+    if task not in TASK_FILES:
+        raise KeyError(f"{task!r} is not in the local mirror; it holds {list(LOCAL_TASKS)}")
+    base = mirror_root(root)
+    digests = {}
+    for relative in TASK_FILES[task]:
+        path = base / relative
+        if not path.is_file():
+            raise MissingDataFileError(f"{path} is missing (needed by MTEB's {task})")
+        digests[relative] = _file_sha256(path)
+    return digests
+
+
+def sample_sentences(n: int, seed: int = 0, root: Path | None = None) -> list[str]:
+    """`n` distinct real sentences (STSBenchmark test), drawn reproducibly from `seed`.
+
+    Their lengths span short captions to long news sentences, which is what length-bucketed
+    latency measurements need.
+    """
+    pairs = read_stsbenchmark(root)
+    sentences = list(dict.fromkeys(s for pair in pairs for s in (pair.sentence1, pair.sentence2)))
+    if not 0 <= n <= len(sentences):
+        raise ValueError(f"can sample 0..{len(sentences)} distinct sentences, not {n}")
+    return random.Random(seed).sample(sentences, n)
+
+
+def _required(root: Path | None, spec: tuple[str, int], task: str) -> Path:
+    relative, expected = spec
+    path = mirror_root(root) / relative
+    if not path.is_file():
+        raise MissingDataFileError(f"{path} is missing: MTEB's {task} reads {expected} rows from it")
+    return path
+
+
+def _checked(path: Path, rows: list[Row], expected: int, task: str, unit: str = "rows") -> list[Row]:
+    if len(rows) != expected:
+        raise RowCountError(f"{path}: expected {expected} {unit} (MTEB's {task}), found {len(rows)}")
+    return rows
+
+
+def _convert(path: Path, records: Iterable[tuple[int, Record]], make: Callable[[Record], Row]) -> list[Row]:
+    """Apply `make` to each (line number, record), reporting an unreadable record by file and line."""
+    converted: list[Row] = []
+    for line, record in records:
+        try:
+            converted.append(make(record))
+        except (IndexError, KeyError, ValueError, TypeError) as error:
+            raise LocalDataError(f"{path}, line {line}: unreadable record ({error!r})") from error
+    return converted
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    # QUOTE_NONE: the STS files contain bare double quotes that are part of the text.
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _tsv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        yield from _complete_records(path, csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    # RFC-4180 quoting: some Banking77 texts hold newlines inside quotes, so lines are not rows.
+    with path.open(encoding="utf-8", newline="") as handle:
+        yield from _complete_records(path, csv.DictReader(handle))
+
+
+def _complete_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:
+    # DictReader fills the columns a short (e.g. truncated) row lacks with None: refuse it here,
+    # before a None slips through as a sentence.
+    for record in reader:
+        if None in record.values():
+            raise LocalDataError(f"{path}, line {reader.line_num}: fewer fields than the header")
+        yield reader.line_num, record
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield line_number, json.loads(line)
+
+
+def _sts_pair(record: dict[str, str]) -> STSPair:
+    return STSPair(record["sentence1"], record["sentence2"], float(record["score"]))
+
+
+def _sick_pair(record: dict[str, str]) -> STSPair:
+    return STSPair(record["sentence_A"], record["sentence_B"], float(record["relatedness_score"]))
+
+
+def _qrel(record: dict[str, str]) -> tuple[str, str, int]:
+    return record["query-id"], record["corpus-id"], int(record["score"])
+
+
+def _document(record: dict) -> Document:
+    return Document(str(record["_id"]), record.get("title") or "", record["text"])
+
+
+def _query(record: dict) -> Query:
+    return Query(str(record["_id"]), record["text"])
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

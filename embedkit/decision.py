@@ -1,0 +1,233 @@
+"""The decision card: GO / TRY ALTERNATIVE / FALLBACK per machine, model, variant and provider.
+
+Generalizes the seed plan's decision framework (shared/seed/original-plan.md):
+
+    P95 < 15 ms  excellent   → GO
+    P95 < 20 ms  target met  → GO
+    P95 < 30 ms  acceptable  → TRY ALTERNATIVE (debug, or try another model/variant/provider),
+                               unless quality is excellent: "accept and document the limitation" → GO
+    P95 ≥ 30 ms  over budget → FALLBACK
+    quality below the floor  → TRY ALTERNATIVE ("if quality insufficient: try E5 / BGE")
+
+The latency is the P95 of one profile grid point (by default a single short text, as the seed
+measured); the quality is the mean MTEB main score of a score record for the same model and
+variant. Thresholds and the reference point are a `DecisionPolicy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+
+
+class Verdict(str, Enum):
+    GO = "GO"
+    TRY_ALTERNATIVE = "TRY ALTERNATIVE"
+    FALLBACK = "FALLBACK"
+    # The group has profile records, but none at the policy's reference grid point.
+    NO_DATA = "NO DATA"
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """Latency budget (ms, upper bounds of each tier), quality bars, and the reference grid point."""
+
+    excellent_ms: float = 15.0
+    target_ms: float = 20.0
+    acceptable_ms: float = 30.0
+    # Mean MTEB main score (0-1) a model must reach; None: quality is not judged.
+    quality_floor: float | None = None
+    # Mean score at which an "acceptable" latency is accepted anyway; None: never.
+    quality_excellent: float | None = None
+    # Tasks averaged into the quality; None: every task of the chosen score record.
+    quality_tasks: tuple[str, ...] | None = None
+    batch_size: int = 1
+    seq_bucket: str = "short"
+    stage: str = "total"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.excellent_ms <= self.target_ms <= self.acceptable_ms:
+            raise ValueError(
+                "latency thresholds must satisfy 0 < excellent <= target <= acceptable, got "
+                f"{self.excellent_ms}, {self.target_ms}, {self.acceptable_ms}"
+            )
+        floor, excellent = self.quality_floor, self.quality_excellent
+        if floor is not None and excellent is not None and excellent < floor:
+            raise ValueError(f"quality_excellent {excellent} is below quality_floor {floor}")
+
+    def tier(self, p95_ms: float) -> str:
+        if p95_ms < self.excellent_ms:
+            return "excellent"
+        if p95_ms < self.target_ms:
+            return "target"
+        if p95_ms < self.acceptable_ms:
+            return "acceptable"
+        return "over budget"
+
+    def tier_bound(self, tier: str) -> float:
+        return {"excellent": self.excellent_ms, "target": self.target_ms, "acceptable": self.acceptable_ms}[tier]
+
+
+GROUP = ["machine_id", "model", "variant", "provider"]
+CARD_COLUMNS = [
+    *GROUP,
+    "verdict",
+    "reason",
+    "tier",
+    "p95_ms",
+    "p95_ci_low",
+    "p95_ci_high",
+    "confident",
+    "noisy",
+    "quality",
+    "forced",
+    "batch_size",
+    "seq_bucket",
+    "intra_op_threads",
+    "profile_record_id",
+    "score_record_id",
+]
+
+
+@dataclass(frozen=True)
+class _Quality:
+    value: float
+    forced: bool
+    record_id: str
+    tasks: tuple[str, ...]
+
+
+def _score_tasks(row: pd.Series) -> list[str]:
+    return [
+        column.removeprefix("scores.")
+        for column, value in row.items()
+        if column.startswith("scores.") and pd.notna(value)
+    ]
+
+
+def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) -> _Quality | None:
+    """Mean main score from the best-matching score record for this model and variant.
+
+    Same machine and provider first, then same provider, then any (quality barely depends on
+    where it was scored: the parity gate holds variants to the reference); newest first.
+    """
+    candidates = scores[(scores["model"] == key["model"]) & (scores["variant"] == key["variant"])]
+    if candidates.empty:
+        return None
+    rows = [row for _, row in candidates.iterrows()]
+    if policy.quality_tasks is not None:
+        rows = [row for row in rows if set(policy.quality_tasks) <= set(_score_tasks(row))]
+    if not rows:
+        return None
+    rows.sort(
+        key=lambda row: (
+            row["machine_id"] == key["machine_id"] and row["provider"] == key["provider"],
+            row["provider"] == key["provider"],
+            row["created_at"],
+        ),
+        reverse=True,
+    )
+    best = rows[0]
+    tasks = tuple(policy.quality_tasks) if policy.quality_tasks is not None else tuple(sorted(_score_tasks(best)))
+    value = float(sum(best[f"scores.{task}"] for task in tasks) / len(tasks))
+    return _Quality(value=value, forced=bool(best["forced"]), record_id=str(best["record_id"]), tasks=tasks)
+
+
+def _reference_profile(group: pd.DataFrame, policy: DecisionPolicy) -> pd.Series | None:
+    """The group's fastest configuration (lowest P95) at the reference batch size and sequence bucket."""
+    at_point = group[(group["grid.batch_size"] == policy.batch_size) & (group["grid.seq_bucket"] == policy.seq_bucket)]
+    if at_point.empty:
+        return None
+    return at_point.loc[at_point[f"stages.{policy.stage}.p95"].idxmin()]
+
+
+def _latency_phrase(p95: float, ci: tuple[float, float], tier: str, policy: DecisionPolicy) -> str:
+    bounds = f"[95% CI {ci[0]:.2f}-{ci[1]:.2f}]"
+    if tier == "over budget":
+        return f"P95 {p95:.2f} ms {bounds} >= {policy.acceptable_ms:g} ms (over budget)"
+    return f"P95 {p95:.2f} ms {bounds} < {policy.tier_bound(tier):g} ms ({tier})"
+
+
+def _decide(
+    key: dict[str, Any], profile: pd.Series | None, quality: _Quality | None, policy: DecisionPolicy
+) -> dict[str, Any]:
+    row: dict[str, Any] = {**key, "batch_size": policy.batch_size, "seq_bucket": policy.seq_bucket}
+    if profile is None:
+        return {
+            **row,
+            "verdict": Verdict.NO_DATA.value,
+            "reason": f"no profile at batch {policy.batch_size}, seq {policy.seq_bucket!r}",
+        }
+    stage = f"stages.{policy.stage}"
+    p95 = float(profile[f"{stage}.p95"])
+    ci = (float(profile[f"{stage}.p95_ci"][0]), float(profile[f"{stage}.p95_ci"][1]))
+    tier = policy.tier(p95)
+    confident = policy.tier(ci[0]) == tier == policy.tier(ci[1])
+    noisy = bool(profile[f"{stage}.noisy"])
+    threads = profile.get("grid.intra_op_threads")
+    row.update(
+        tier=tier,
+        p95_ms=p95,
+        p95_ci_low=ci[0],
+        p95_ci_high=ci[1],
+        confident=confident,
+        noisy=noisy,
+        intra_op_threads=None if pd.isna(threads) else int(threads),
+        profile_record_id=profile["record_id"],
+    )
+    reasons = [_latency_phrase(p95, ci, tier, policy)]
+    if not confident:
+        reasons.append("the CI spans more than one latency tier")
+    if noisy:
+        reasons.append("noisy measurement")
+
+    below_floor = False
+    quality_excellent = False
+    if quality is not None:
+        row.update(quality=quality.value, forced=quality.forced, score_record_id=quality.record_id)
+        forced_note = " (forced past a failed parity gate)" if quality.forced else ""
+        phrase = f"quality {quality.value:.4f} over {len(quality.tasks)} task(s){forced_note}"
+        if policy.quality_floor is not None:
+            below_floor = quality.value < policy.quality_floor
+            phrase += f" {'<' if below_floor else '>='} floor {policy.quality_floor:g}"
+        if policy.quality_excellent is not None and quality.value >= policy.quality_excellent:
+            quality_excellent = True
+            phrase += f", excellent (>= {policy.quality_excellent:g})"
+        reasons.append(phrase)
+    elif policy.quality_floor is not None:
+        reasons.append("quality not measured: judged on latency alone")
+
+    if tier == "over budget":
+        verdict = Verdict.FALLBACK
+    elif below_floor:
+        verdict = Verdict.TRY_ALTERNATIVE
+    elif tier in ("excellent", "target"):
+        verdict = Verdict.GO
+    elif quality_excellent:
+        verdict = Verdict.GO
+        reasons.append("acceptable latency accepted for excellent quality: document the limitation")
+    else:
+        verdict = Verdict.TRY_ALTERNATIVE
+    return {**row, "verdict": verdict.value, "reason": "; ".join(reasons)}
+
+
+def decision_card(frame: pd.DataFrame, policy: DecisionPolicy | None = None) -> pd.DataFrame:
+    """One row per (machine, model, variant, provider) with profile records in `frame`.
+
+    `frame` is `records.load_frame(...)` / `records.records_frame(...)` output; score records in
+    it supply the quality. Rows never mix machines: each verdict rests on one machine's latency.
+    """
+    policy = policy or DecisionPolicy()
+    if frame.empty or "kind" not in frame:
+        return pd.DataFrame(columns=CARD_COLUMNS)
+    profiles = frame[frame["kind"] == "profile"]
+    scores = frame[frame["kind"] == "score"]
+    rows = []
+    for values, group in profiles.groupby(GROUP, sort=True):
+        key = dict(zip(GROUP, values))
+        quality = _quality(scores, key, policy) if not scores.empty else None
+        rows.append(_decide(key, _reference_profile(group, policy), quality, policy))
+    return pd.DataFrame(rows, columns=CARD_COLUMNS)

@@ -1,0 +1,274 @@
+"""Export variants with optimum-onnx: fp32, O1–O4 graph optimisations, int8 dynamic quantisation, fp16.
+
+Each variant lives in `models/exports/<model>/<variant>-<key16>/` with `model.onnx` and `manifest.json`;
+key16 hashes the source checkpoint, the recipe and the exporting libraries' versions, so a variant is
+never exported twice and a library upgrade produces a new one beside the old.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFileError
+from .paths import models_dir
+from .sources import file_sha256, materialize, tree_sha256
+from .specs import ModelSpec
+
+VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
+# Variants whose weights are fp16: they need a provider with fp16 kernels (CUDA, CoreML, OpenVINO GPU).
+FP16_VARIANTS = ("O4", "fp16")
+QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
+EXPORT_LIBRARIES = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "transformers", "torch")
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+PARITY = "parity.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One exported (or packaged) ONNX file of a model, with its manifest."""
+
+    name: str
+    path: Path  # the ONNX file
+    manifest: dict[str, Any]
+    directory: Path  # where the manifest and the parity result live
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["model_sha256"]
+
+    @property
+    def parity(self) -> dict[str, Any] | None:
+        """The stored parity-gate result, or None when the gate has not run."""
+        parity_file = self.directory / PARITY
+        return json.loads(parity_file.read_text()) if parity_file.is_file() else None
+
+
+def library_versions(names: tuple[str, ...] = EXPORT_LIBRARIES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def detect_quantization_arch() -> str:
+    """The best optimum quantisation preset this CPU supports."""
+    import platform
+
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def recipe(variant: str, quantization_arch: str | None = None) -> dict[str, Any]:
+    """What a variant is made of: the options that go in its manifest and its key."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    base: dict[str, Any] = {"task": "feature-extraction", "library_name": "transformers", "opset": None}
+    if variant in ("O1", "O2", "O3", "O4"):
+        base["optimization_level"] = variant
+    elif variant.startswith("int8"):
+        base["quantization"] = {
+            "arch": quantization_arch or detect_quantization_arch(),
+            "is_static": False,
+            "per_channel": variant == "int8-pc",
+        }
+    elif variant == "fp16":
+        base["float16"] = {"keep_io_types": True}
+    return base
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def _variant_dir(spec: ModelSpec, variant: str, checkpoint_sha: str, options: dict[str, Any]) -> Path:
+    key = json.dumps(
+        {"checkpoint": checkpoint_sha, "variant": variant, "options": options, "libraries": library_versions()},
+        sort_keys=True,
+    )
+    return models_dir() / "exports" / spec.name / f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def get_variant(spec: ModelSpec, variant: str = "fp32", quantization_arch: str | None = None) -> Variant:
+    """The variant's ONNX file, exporting it (and the fp32 it derives from) on first use."""
+    if spec.is_onnx_only:
+        return packaged_variant(spec, variant)
+    checkpoint = materialize(spec)
+    checkpoint_sha = tree_sha256(checkpoint)
+    options = recipe(variant, quantization_arch)
+    target = _variant_dir(spec, variant, checkpoint_sha, options)
+    if (target / MANIFEST).is_file():
+        return _read_variant(variant, target)
+    fp32 = None if variant == "fp32" else get_variant(spec, "fp32")
+    with tempfile.TemporaryDirectory(dir=_ensure_parent(target), prefix=".export-") as scratch:
+        work = Path(scratch)
+        produced = _produce(spec, variant, options, checkpoint, fp32, work)
+        staging = work / "out"
+        staging.mkdir()
+        shutil.move(str(produced), staging / MODEL_FILE)
+        manifest = _manifest(spec, variant, options, checkpoint, checkpoint_sha, staging / MODEL_FILE, fp32)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    return _read_variant(variant, target)
+
+
+def _ensure_parent(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent
+
+
+def _produce(
+    spec: ModelSpec, variant: str, options: dict[str, Any], checkpoint: Path, fp32: Variant | None, work: Path
+) -> Path:
+    if variant == "fp32":
+        return _export_fp32(spec, checkpoint, work)
+    assert fp32 is not None
+    # optimum's optimizer and quantizer read config.json beside the ONNX file.
+    source_dir = work / "fp32"
+    source_dir.mkdir()
+    shutil.copy(fp32.path, source_dir / MODEL_FILE)
+    shutil.copy(checkpoint / "config.json", source_dir / "config.json")
+    if "optimization_level" in options:
+        return _optimize(source_dir, variant, work)
+    if "quantization" in options:
+        return _quantize(source_dir, options["quantization"], work)
+    return _to_float16(source_dir / MODEL_FILE, work)
+
+
+def _export_fp32(spec: ModelSpec, checkpoint: Path, work: Path) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    out = work / "export"
+    # library_name="transformers" exports the bare encoder, whose output is last_hidden_state; pooling
+    # stays in embedkit, where every variant shares it.
+    main_export(
+        str(checkpoint),
+        out,
+        task="feature-extraction",
+        library_name="transformers",
+        device="cpu",
+        do_validation=False,
+        trust_remote_code=spec.trust_remote_code,
+    )
+    return out / MODEL_FILE
+
+
+def _optimize(source_dir: Path, level: str, work: Path) -> Path:
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=level == "O4")
+    out = work / "optimized"
+    ORTOptimizer.from_pretrained(source_dir).optimize(config, out, file_suffix=None)
+    return out / MODEL_FILE
+
+
+def _quantize(source_dir: Path, quantization: dict[str, Any], work: Path) -> Path:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    preset = getattr(AutoQuantizationConfig, quantization["arch"])
+    config = preset(is_static=False, per_channel=quantization["per_channel"])
+    out = work / "quantized"
+    ORTQuantizer.from_pretrained(source_dir, file_name=MODEL_FILE).quantize(config, out, file_suffix=None)
+    quantization["config"] = _jsonable(config)
+    return out / MODEL_FILE
+
+
+def _to_float16(model_path: Path, work: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
+    out = work / "fp16.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+def _manifest(
+    spec: ModelSpec,
+    variant: str,
+    options: dict[str, Any],
+    source: Path,
+    source_sha: str,
+    model_path: Path,
+    derived_from: Variant | None,
+) -> dict[str, Any]:
+    from .inspect import graph_facts
+
+    return {
+        "model": spec.name,
+        "variant": variant,
+        "source": {"path": str(source), "sha256": source_sha, "spec_source": _jsonable(spec.source)},
+        "derived_from": None if derived_from is None else {"variant": derived_from.name, "sha256": derived_from.sha256},
+        "options": _jsonable(options),
+        "libraries": library_versions(),
+        "model_sha256": file_sha256(model_path),
+        "graph": graph_facts(model_path),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    manifest_file = directory / MANIFEST
+    try:
+        return json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"corrupt variant manifest {manifest_file}: {exc}") from exc
+
+
+def _read_variant(variant: str, directory: Path) -> Variant:
+    manifest = _read_manifest(directory)
+    return Variant(variant, directory / MODEL_FILE, manifest, directory)
+
+
+def packaged_variant(spec: ModelSpec, variant: str) -> Variant:
+    """The ONNX file a source ships; its manifest is written once beside the content-addressed copy."""
+    if variant != spec.packaged_variant:
+        raise ValueError(
+            f"{spec.name} ships only the {spec.packaged_variant!r} variant as ONNX; "
+            f"other variants need a PyTorch checkpoint to export from"
+        )
+    directory = materialize(spec)
+    model_path = directory / str(spec.onnx_file)
+    if not model_path.is_file():
+        raise ModelFileError(f"{spec.name}: ONNX file {model_path} not found")
+    variant_dir = models_dir() / "exports" / spec.name / f"{variant}-{file_sha256(model_path)[:16]}"
+    if (variant_dir / MANIFEST).is_file():
+        return Variant(variant, model_path, _read_manifest(variant_dir), variant_dir)
+    manifest = _manifest(spec, variant, {"packaged": True}, directory, tree_sha256(directory), model_path, None)
+    variant_dir.mkdir(parents=True, exist_ok=True)
+    (variant_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return Variant(variant, model_path, manifest, variant_dir)

@@ -1,0 +1,82 @@
+"""The front door: `load(model, variant, provider)` -> a ready Embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .embedder import Embedder
+from .errors import ModelFileError
+from .export import Variant, get_variant
+from .pooling import read_pooling_mode
+from .session import OrtSession, SessionConfig
+from .sources import materialize
+from .specs import ModelSpec, get_spec
+from .tokenizer import Tokenizer, read_max_seq_length
+
+# sentence-transformers' own default when a checkpoint does not say.
+DEFAULT_MAX_SEQ_LENGTH = 512
+
+
+def tokenizer_dir(spec: ModelSpec) -> Path:
+    """The directory whose tokenizer.json this model uses."""
+    return materialize(get_spec(spec.tokenizer_from)) if spec.tokenizer_from else materialize(spec)
+
+
+def pooling_mode(spec: ModelSpec) -> str:
+    if spec.pooling:
+        return spec.pooling
+    config = materialize(spec) / "1_Pooling" / "config.json"
+    if not config.is_file():
+        raise ModelFileError(f"{spec.name}: no pooling in the spec and no {config}; set the spec's pooling")
+    try:
+        return read_pooling_mode(json.loads(config.read_text()))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"malformed pooling config {config}: {exc}") from exc
+
+
+def max_seq_length(spec: ModelSpec, variant: Variant) -> int:
+    declared = spec.max_seq_length or read_max_seq_length(tokenizer_dir(spec)) or DEFAULT_MAX_SEQ_LENGTH
+    positions = variant.manifest["graph"].get("max_positions")
+    return min(declared, positions) if positions else declared
+
+
+def load(
+    model: str | ModelSpec = "all-MiniLM-L6-v2",
+    variant: str | None = None,
+    provider: str = "CPU",
+    *,
+    fallback: str | None = None,
+    graph_optimization: str = "all",
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
+    enable_profiling: bool = False,
+    allow_spinning: bool = True,
+    **provider_options: Any,
+) -> Embedder:
+    """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""
+    spec = model if isinstance(model, ModelSpec) else get_spec(model)
+    chosen = get_variant(spec, variant or spec.packaged_variant)
+    config = SessionConfig(
+        provider=provider,
+        provider_options=provider_options,
+        fallback=fallback,
+        graph_optimization=graph_optimization,
+        intra_op_threads=intra_op_threads,
+        inter_op_threads=inter_op_threads,
+        enable_profiling=enable_profiling,
+        allow_spinning=allow_spinning,
+    )
+    session = OrtSession(chosen.path, config)
+    tokenizer_file = tokenizer_dir(spec) / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(
+        tokenizer_file, max_seq_length(spec, chosen), with_token_type_ids="token_type_ids" in session.input_names
+    )
+    rows = chosen.manifest["graph"].get("embedding_rows")
+    if rows is not None and tokenizer.vocab_size > rows:
+        raise ModelFileError(
+            f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but {chosen.path} embeds only {rows}: "
+            "they do not belong together"
+        )
+    return Embedder(tokenizer, session, pooling_mode(spec), spec.normalize, spec, chosen)

@@ -1,0 +1,199 @@
+"""Stage 2: an ONNX Runtime session on a chosen execution provider.
+
+Providers are named short (`CPU`, `CoreML`, `OpenVINO`, `CUDA`) or by ORT's full name. A requested
+provider that this onnxruntime build lacks is an error naming what it has, unless the caller passes
+an explicit fallback, which is then recorded on the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ModelFileError, ProviderUnavailableError
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+SHORT_NAMES = {full: short for short, full in PROVIDER_NAMES.items()}
+
+# Option values ORT validates only when the provider is created; checking them here gives the same
+# error on a machine without the hardware (a Linux box preparing a CoreML grid, for instance).
+ALLOWED_OPTION_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
+    "CoreMLExecutionProvider": {
+        "ModelFormat": ("MLProgram", "NeuralNetwork"),
+        "MLComputeUnits": ("ALL", "CPUOnly", "CPUAndGPU", "CPUAndNeuralEngine"),
+        "RequireStaticInputShapes": ("0", "1"),
+        "EnableOnSubgraphs": ("0", "1"),
+        "SpecializationStrategy": ("Default", "FastPrediction"),
+        "AllowLowPrecisionAccumulationOnGPU": ("0", "1"),
+    },
+    "OpenVINOExecutionProvider": {
+        "precision": ("FP32", "FP16", "ACCURACY"),
+    },
+    "CUDAExecutionProvider": {
+        "arena_extend_strategy": ("kNextPowerOfTwo", "kSameAsRequested"),
+        "cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
+    },
+}
+GRAPH_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# Output names exporters give the per-token hidden states, in order of preference.
+TOKEN_EMBEDDING_OUTPUTS = ("last_hidden_state", "token_embeddings")
+
+
+def resolve_provider(name: str) -> str:
+    """ORT's full provider name for a short or full name."""
+    if name in SHORT_NAMES:
+        return name
+    full = PROVIDER_NAMES.get(name.lower().removesuffix("executionprovider"))
+    if full is None:
+        known = ", ".join(sorted({*PROVIDER_NAMES.values(), *ort.get_available_providers()}))
+        raise ProviderUnavailableError(f"unknown execution provider {name!r}; known: {known}")
+    return full
+
+
+def build_provider_options(provider: str, options: Mapping[str, Any]) -> dict[str, str]:
+    """Provider options as ORT takes them (strings), with known enumerations checked."""
+    provider = resolve_provider(provider)
+    allowed = ALLOWED_OPTION_VALUES.get(provider, {})
+    built: dict[str, str] = {}
+    for key, value in options.items():
+        text = str(int(value)) if isinstance(value, bool) else str(value)
+        if key in allowed and text not in allowed[key]:
+            raise ValueError(f"{provider} option {key}={text!r} is not one of {allowed[key]}")
+        built[key] = text
+    return built
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    provider: str = "CPU"
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    fallback: str | None = None  # provider to use, and record, when `provider` is unavailable
+    graph_optimization: str = "all"
+    intra_op_threads: int | None = None  # None: ORT's default (one per physical core)
+    inter_op_threads: int | None = None
+    # ORT's workers spin after a run to cut the next run's latency; benchmarks that interleave other
+    # libraries turn it off so the spinning does not steal their cores.
+    allow_spinning: bool = True
+    enable_profiling: bool = False
+    profile_prefix: str | None = None
+    log_severity: int = 3  # ORT: 0 verbose … 4 fatal
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"graph_optimization {self.graph_optimization!r} is not one of {tuple(GRAPH_OPTIMIZATION_LEVELS)}"
+            )
+        options.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[self.graph_optimization]
+        if self.intra_op_threads is not None:
+            options.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads is not None:
+            options.inter_op_num_threads = self.inter_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.allow_spinning else "0")
+        options.enable_profiling = self.enable_profiling
+        if self.profile_prefix:
+            options.profile_file_prefix = self.profile_prefix
+        options.log_severity_level = self.log_severity
+        return options
+
+
+def _choose_provider(config: SessionConfig) -> tuple[str, str | None]:
+    """(provider to use, fallback note or None)."""
+    requested = resolve_provider(config.provider)
+    available = ort.get_available_providers()
+    if requested in available:
+        return requested, None
+    if config.fallback is None:
+        raise ProviderUnavailableError(
+            f"execution provider {requested} is not available in this onnxruntime build "
+            f"({ort.__version__}); available: {', '.join(available)}"
+        )
+    fallback = resolve_provider(config.fallback)
+    if fallback not in available:
+        raise ProviderUnavailableError(
+            f"neither {requested} nor the fallback {fallback} is available; available: {', '.join(available)}"
+        )
+    return fallback, f"{requested} unavailable; fell back to {fallback}"
+
+
+class OrtSession:
+    """One ONNX graph on one provider; `run` returns the per-token hidden states."""
+
+    def __init__(self, model_path: Path, config: SessionConfig = SessionConfig()):
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelFileError(f"ONNX model not found: {self.model_path}")
+        self.config = config
+        provider, self.fallback_note = _choose_provider(config)
+        self.requested_providers = [resolve_provider(config.provider)]
+        providers: list[str | tuple[str, dict[str, str]]] = [
+            (provider, build_provider_options(provider, config.provider_options))
+            if provider == self.requested_providers[0]
+            else provider
+        ]
+        if provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")  # nodes the accelerator rejects run here
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=config.session_options(), providers=providers
+            )
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
+            raise ModelFileError(f"onnxruntime cannot load {self.model_path}: {exc}") from exc
+        if provider not in self.active_providers:
+            # ORT drops a provider that fails to initialise (e.g. CoreML on an old macOS) with only a log line.
+            if config.fallback is None:
+                raise ProviderUnavailableError(
+                    f"{provider} did not initialise for {self.model_path}; active: {', '.join(self.active_providers)}"
+                )
+            self.fallback_note = f"{provider} did not initialise; running on {', '.join(self.active_providers)}"
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_name = self._token_embedding_output()
+        self.dim = self._embedding_dim()
+
+    @property
+    def active_providers(self) -> list[str]:
+        return self._session.get_providers()
+
+    def _token_embedding_output(self) -> str:
+        outputs = self._session.get_outputs()
+        names = [o.name for o in outputs]
+        for name in TOKEN_EMBEDDING_OUTPUTS:
+            if name in names:
+                return name
+        # Graphs exported without names (e.g. torch.onnx with defaults): the rank-3 output is per token.
+        rank3 = [o.name for o in outputs if len(o.shape) == 3]
+        if not rank3:
+            raise ModelFileError(f"{self.model_path} has no per-token output (rank 3) among {names}")
+        return rank3[0]
+
+    def _embedding_dim(self) -> int:
+        output = next(o for o in self._session.get_outputs() if o.name == self.output_name)
+        dim = output.shape[-1]
+        if isinstance(dim, int):
+            return dim
+        probe = {name: np.ones((1, 1), dtype=np.int64) for name in self.input_names}
+        return int(self.run(probe).shape[-1])
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._session.run([self.output_name], dict(feeds))[0]
+
+    def end_profiling(self) -> Path:
+        return Path(self._session.end_profiling())

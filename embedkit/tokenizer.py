@@ -1,0 +1,90 @@
+"""Stage 1: text -> int64 id/mask arrays, with HF `tokenizers`.
+
+The sentence-transformers checkpoints we ship store fixed 128-token padding and truncation in
+tokenizer.json; sentence-transformers itself ignores that and pads to the longest text in the batch and
+truncates at `max_seq_length`. We do the same, so the ONNX path sees exactly the reference's inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+
+from .errors import ModelFileError
+
+
+@dataclass(frozen=True)
+class TokenizedBatch:
+    input_ids: np.ndarray  # int64 (n, seq)
+    attention_mask: np.ndarray  # int64 (n, seq)
+    token_type_ids: np.ndarray | None  # int64 (n, seq), only when the graph declares the input
+    n_truncated: int  # texts cut at max_seq_length
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+class Tokenizer:
+    def __init__(self, tokenizer: HFTokenizer, max_seq_length: int, with_token_type_ids: bool, source: Path | None = None):
+        self.max_seq_length = max_seq_length
+        self.with_token_type_ids = with_token_type_ids
+        self.source = source
+        self._tokenizer = tokenizer
+        padding = tokenizer.padding or {}
+        tokenizer.enable_truncation(max_length=max_seq_length)
+        # length=None pads to the longest text in each batch; keep the checkpoint's pad token and side
+        # (left padding matters for last-token pooling).
+        tokenizer.enable_padding(
+            direction=str(padding.get("direction", "right")).lower(),
+            pad_id=int(padding.get("pad_id", 0)),
+            pad_type_id=int(padding.get("pad_type_id", 0)),
+            pad_token=str(padding.get("pad_token", "[PAD]")),
+            length=None,
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, max_seq_length: int, with_token_type_ids: bool = True) -> "Tokenizer":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"tokenizer file not found: {path}")
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
+            raise ModelFileError(f"cannot read tokenizer {path}: {exc}") from exc
+        return cls(hf, max_seq_length, with_token_type_ids, source=path)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def padding_side(self) -> str:
+        return str((self._tokenizer.padding or {}).get("direction", "right")).lower()
+
+    def encode(self, texts: Sequence[str]) -> TokenizedBatch:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        token_type_ids = (
+            np.array([e.type_ids for e in encodings], dtype=np.int64) if self.with_token_type_ids else None
+        )
+        n_truncated = sum(1 for e in encodings if e.overflowing)
+        return TokenizedBatch(input_ids, attention_mask, token_type_ids, n_truncated)
+
+
+def read_max_seq_length(checkpoint_dir: Path) -> int | None:
+    """`max_seq_length` from a sentence-transformers checkpoint, or None when it does not say."""
+    config = Path(checkpoint_dir) / "sentence_bert_config.json"
+    if not config.is_file():
+        return None
+    try:
+        value = json.loads(config.read_text()).get("max_seq_length")
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"malformed {config}: {exc}") from exc
+    return int(value) if value else None

