@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -75,14 +76,18 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
 
 def reference_model(spec: ModelSpec):
     """sentence-transformers (PyTorch, CPU) on the spec's reference checkpoint."""
-    from sentence_transformers import SentenceTransformer
-
     reference = reference_of(spec)
     if reference is None:
         raise ParityError(f"{spec.name} ships only ONNX: there is no PyTorch checkpoint to compare with")
-    checkpoint = materialize(reference)
+    return _sentence_transformer(str(materialize(reference)), reference.trust_remote_code)
+
+
+@lru_cache(maxsize=4)
+def _sentence_transformer(checkpoint: str, trust_remote_code: bool):
+    from sentence_transformers import SentenceTransformer
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint is local; never reach for the hub
-    return SentenceTransformer(str(checkpoint), device="cpu", trust_remote_code=reference.trust_remote_code)
+    return SentenceTransformer(checkpoint, device="cpu", trust_remote_code=trust_remote_code)
 
 
 def reference_embeddings(spec: ModelSpec, texts: Sequence[str]) -> np.ndarray:

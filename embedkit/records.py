@@ -399,7 +399,7 @@ def default_records_dir() -> Path:
     return results_dir() / "records"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
     """Temp file in the same directory, fsync, os.replace, then fsync the directory entry."""
     handle = tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
@@ -427,7 +427,7 @@ def write_record(record: Mapping[str, Any], directory: Path | str | None = None)
     target_dir = Path(directory) if directory is not None else default_records_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / f"{normalized['record_id']}{RECORD_SUFFIX}"
-    _write_atomically(path, json.dumps(normalized, indent=1, sort_keys=True) + "\n")
+    write_text_atomically(path, json.dumps(normalized, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -554,3 +554,20 @@ def compare_profiles(
     return stats.ratio_with_ci(
         decode_samples(a["samples"][stage]), decode_samples(b["samples"][stage]), paired=False, statistic=statistic
     )
+
+
+def merge_records(sources: Iterable[Path | str], into: Path | str) -> list[Path]:
+    """Copy every record under `sources` into `into/<machine_id>/`, refusing clashing record ids.
+
+    Records from many machines land in one tree and stay apart by machine; a record already there
+    is not written again.
+    """
+    target = Path(into)
+    written = []
+    for _, record in _load_with_paths(tuple(sources) + ((target,) if target.is_dir() else ())):
+        path = target / record["machine_id"] / f"{record['record_id']}{RECORD_SUFFIX}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+            written.append(path)
+    return written

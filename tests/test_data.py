@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from embedkit import data
-from embedkit.paths import PROJECT_ROOT
-
-
-def _local_mirror() -> Path | None:
-    configured = os.environ.get("EMBEDKIT_DATA")
-    candidate = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 @pytest.fixture
-def mirror(monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = _local_mirror()
-    if root is None:
-        pytest.skip("no local data mirror: set EMBEDKIT_DATA or place shared/data beside the repo")
-    monkeypatch.setenv("EMBEDKIT_DATA", str(root))
-    return root
+def mirror(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The local data mirror (conftest's `data_root`, which skips without one), as EMBEDKIT_DATA."""
+    monkeypatch.setenv("EMBEDKIT_DATA", str(data_root))
+    return data_root
 
 
 def _copy_into(mirror: Path, tmp_path: Path, relative: str, keep_lines: int | None = None) -> Path:
@@ -57,10 +47,12 @@ def _copy_into(mirror: Path, tmp_path: Path, relative: str, keep_lines: int | No
         ("BIOSSES", 100, (0, 4)),
     ],
 )
-def test_sts_tasks_have_mtebs_pair_counts_and_raw_scores(mirror: Path, task: str, rows: int, score_range: tuple) -> None:
+def test_sts_tasks_have_mtebs_pair_counts_and_raw_scores(
+    mirror: Path, task: str, rows: int, score_range: tuple[float, float]
+) -> None:
     pairs = data.read_sts(task)
     assert len(pairs) == rows
-    assert all(isinstance(p.sentence1, str) and isinstance(p.sentence2, str) and p.sentence1 and p.sentence2 for p in pairs)
+    assert all(isinstance(text, str) and text for p in pairs for text in (p.sentence1, p.sentence2))
     low, high = score_range
     assert all(low <= p.score <= high for p in pairs)
 
