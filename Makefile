@@ -11,7 +11,17 @@ export EMBEDKIT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data
 
 STAMP := $(VENV)/.embedkit-installed
 
-.PHONY: env test demo clean-env
+# OpenVINO EP: onnxruntime-openvino installs the same `onnxruntime` module as onnxruntime, so it gets
+# its own venv; the profiler finds it by asking each environment's onnxruntime for its providers.
+OPENVINO_VENV ?= .venv-openvino
+OPENVINO_PY := $(OPENVINO_VENV)/bin/python
+OPENVINO_STAMP := $(OPENVINO_VENV)/.embedkit-installed
+# CUDA EP, the same way with onnxruntime-gpu, on a machine with an NVIDIA GPU.
+CUDA_VENV ?= .venv-cuda
+CUDA_PY := $(CUDA_VENV)/bin/python
+CUDA_STAMP := $(CUDA_VENV)/.embedkit-installed
+
+.PHONY: env test demo clean-env openvino-env cuda-env browser
 
 env: $(STAMP)
 
@@ -24,11 +34,42 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name embedkit --display-name "embedkit"
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# The browser test drives Debian's chromium through Playwright (Playwright's own browser download
+# does not work here). Installed when missing; if that is impossible, the test says so and skips.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
 
 demo: $(STAMP)
 	$(VENV)/bin/embedkit demo
 
 clean-env:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OPENVINO_VENV) $(CUDA_VENV)
+
+openvino-env: $(OPENVINO_STAMP)
+
+cuda-env: $(CUDA_STAMP)
+
+# An accelerator environment: the core package and its pinned dependencies, then the stock onnxruntime
+# swapped for the provider's build ($(1)), then a Jupyter kernel registered in the main venv, where
+# papermill and jupyterlab look for kernels. Arguments: venv, build, kernel name, display name, provider.
+define accelerator_env
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q -c constraints.txt -e . ipykernel
+	$(1)/bin/python -m pip uninstall -q -y onnxruntime
+	$(1)/bin/python -m pip install -q -c constraints.txt $(2)
+	$(1)/bin/python -c "import onnxruntime as o, sys; sys.exit(0 if '$(5)' in o.get_available_providers() else f'$(2) lacks $(5): {o.get_available_providers()}')"
+	$(1)/bin/python -m ipykernel install --prefix $(abspath $(VENV)) --name $(3) --display-name "$(4)"
+	touch $(1)/.embedkit-installed
+endef
+
+$(OPENVINO_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	$(call accelerator_env,$(OPENVINO_VENV),onnxruntime-openvino,embedkit-openvino,embedkit (OpenVINO),OpenVINOExecutionProvider)
+
+$(CUDA_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	$(call accelerator_env,$(CUDA_VENV),onnxruntime-gpu,embedkit-cuda,embedkit (CUDA),CUDAExecutionProvider)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -108,11 +109,179 @@ def _cmd_parity(args: argparse.Namespace) -> dict[str, Any]:
     return run_parity(_load(args))
 
 
+def _task_names(values: list[str]) -> list[str]:
+    """`--tasks A,B C` -> ["A", "B", "C"]: commas and separate words both separate tasks."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--tasks names no task")
+    return names
+
+
+def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
+    from .quality import score, write_score_record
+
+    if args.data:
+        data = Path(args.data).expanduser()
+        if not data.is_dir():
+            raise ValueError(f"--data {args.data}: no such directory")
+        os.environ["EMBEDKIT_DATA"] = str(data.resolve())  # read by the task loaders for this run
+    embedder = _load(args)
+    out_dir = Path(args.out) if args.out else None
+    result = score(embedder, _task_names(args.tasks), force=args.force, batch_size=args.batch_size,
+                   output_dir=out_dir / "mteb" if out_dir else None)
+    return {"scores": result.scores, "records": [str(write_score_record(result, embedder, out_dir))]}
+
+
+def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from .quality import verify_record
+
+    return verify_record(args.record).to_dict()
+
+
+def _cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
+    from .quality import quick_probe
+
+    embedder = _load(args)
+    return {"model": embedder.spec.name, "variant": embedder.variant.name, "providers": embedder.providers,
+            **quick_probe(embedder, prompt_name=args.prompt)}
+
+
 def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     from .bench import run_bench
 
     return run_bench(args.model, variants=args.variant or ["fp32", "int8-pc"], single_calls=args.calls,
                      n_sentences=args.sentences, seed=args.seed)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from .sweep import run_sweep
+
+    summary = run_sweep(Path(args.file), force=args.force, scheduler=args.scheduler, workers=args.workers)
+    return summary.to_dict()
+
+
+def _cmd_results_merge(args: argparse.Namespace) -> dict[str, Any]:
+    from .records import merge_records
+
+    written = merge_records(args.sources, args.into)
+    return {"into": args.into, "written": [str(p) for p in written]}
+
+
+def _option_axes(pairs: list[str]) -> list[dict[str, str]]:
+    """`KEY=VALUE` pairs -> every combination of the values given per key (a repeated key is a grid axis)."""
+    import itertools
+
+    values: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--provider-option takes KEY=VALUE, got {pair!r}")
+        values.setdefault(key, []).append(value)
+    return [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
+
+
+def _provider_configs(providers: list[str], option_pairs: list[str]) -> list[Any]:
+    """Each provider under each option combination; options go to the accelerators, not to CPU."""
+    from .grid import ProviderConfig
+    from .session import resolve_provider
+
+    configs = []
+    for name in providers:
+        is_cpu = resolve_provider(name) == "CPUExecutionProvider"
+        for options in [{}] if is_cpu else _option_axes(option_pairs):
+            configs.append(ProviderConfig.of(name, options))
+    return list(dict.fromkeys(configs))
+
+
+def _model_variant(reference: str) -> tuple[str, str]:
+    from .specs import get_spec
+
+    model, variant = split_model(reference)
+    return model, variant or get_spec(model).packaged_variant
+
+
+def _threads(values: list[int] | None) -> list[int | None]:
+    # 0 asks for ONNX Runtime's default (one thread per physical core), as ORT itself reads 0.
+    return [value or None for value in values] if values else [2]
+
+
+def _report_progress(index: int, total: int, point: Any, record: dict[str, Any] | None) -> None:
+    if record is None:
+        print(f"[{index + 1}/{total}] {point.label()} ...", file=sys.stderr, flush=True)
+    else:
+        total_stats = record["stages"]["total"]
+        print(f"    total p50 {total_stats['p50']:.2f} ms, p95 {total_stats['p95']:.2f} ms (n={total_stats['n']})",
+              file=sys.stderr, flush=True)
+
+
+def _cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from .profiler import profile, record_summary
+    from .records import RECORD_SUFFIX, default_records_dir
+
+    if args.compare:
+        return _compare(args)
+    if not args.models:
+        raise ValueError("name at least one MODEL[:VARIANT], or --compare A B")
+    out_dir = Path(args.out) if args.out else default_records_dir()
+    written = profile(
+        [_model_variant(reference) for reference in args.models],
+        _provider_configs(args.provider or ["CPU"], args.provider_option),
+        batch_sizes=args.batch or [1, 8, 32],
+        seq_buckets=args.seq or ["short", "medium", "long"],
+        threads=_threads(args.threads),
+        min_samples=args.samples,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+        out_dir=out_dir,
+        progress=_report_progress,
+    )
+    if not args.json:
+        return {"out": str(out_dir), "points": [record_summary(record) for record in written]}
+    # The raw samples stay in the record files: they are compressed blobs, not for reading.
+    return {"records": [{**{k: v for k, v in record.items() if k != "samples"},
+                         "record_path": str(out_dir / f"{record['record_id']}{RECORD_SUFFIX}")}
+                        for record in written]}
+
+
+def _compare(args: argparse.Namespace) -> dict[str, Any]:
+    from .grid import Backend, Scenario
+    from .profiler import compare
+
+    if len(args.batch or []) > 1 or len(args.seq or []) > 1 or len(args.threads or []) > 1:
+        raise ValueError("--compare measures one batch size, sequence bucket and thread count")
+    scenario = Scenario((args.batch or [1])[0], (args.seq or ["short"])[0], args.samples, args.min_seconds,
+                        args.max_seconds)
+    backends = []
+    for reference in args.compare:
+        head, sep, provider = reference.rpartition("@")
+        model, variant = _model_variant(head if sep else reference)
+        configs = _provider_configs([provider if sep else "CPU"], args.provider_option)
+        if len(configs) != 1:
+            raise ValueError("--compare takes one value per --provider-option key")
+        backends.append(Backend(model, variant, configs[0], _threads(args.threads)[0]))
+    return compare(backends[0], backends[1], scenario)
+
+
+def _cmd_decide(args: argparse.Namespace) -> dict[str, Any]:
+    from .decision import DecisionPolicy, decision_card
+    from .paths import results_dir
+    from .records import load_frame
+
+    policy = DecisionPolicy(excellent_ms=args.excellent_ms, target_ms=args.target_ms, acceptable_ms=args.acceptable_ms,
+                            quality_floor=args.quality_floor, quality_excellent=args.quality_excellent,
+                            batch_size=args.batch, seq_bucket=args.seq)
+    card = decision_card(load_frame(*(args.results or [results_dir()])), policy)
+    if not args.json:
+        return {"card": "\n" + card[["model", "variant", "provider", "verdict", "reason"]].to_string(index=False)}
+    return {"card": json.loads(card.to_json(orient="records"))}
+
+
+def _cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from .report import run_report
+
+    report = run_report(args.sweep, metric=args.metric, tasks=args.tasks, batch_size=args.batch, seq_bucket=args.seq,
+                        kernel=args.kernel)
+    return report.to_dict()
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +290,11 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fallback", default=None, help="provider to use (and record) if --provider is missing")
     parser.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+
+
+def _add_trailing_json(parser: argparse.ArgumentParser) -> None:
+    # `embedkit score ... --json` as well as `embedkit --json score ...`; SUPPRESS keeps the latter.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load_options(parity)
     parity.set_defaults(handler=_cmd_parity)
 
+    score = verbs.add_parser("score", help="MTEB main scores through mteb itself; writes a score record")
+    _add_load_options(score)
+    score.add_argument("--tasks", nargs="+", required=True, metavar="TASK",
+                       help="MTEB task names, comma- or space-separated, e.g. STSBenchmark,SICK-R")
+    score.add_argument("--data", default=None, help="local data mirror (sets EMBEDKIT_DATA for this run)")
+    score.add_argument("--force", action="store_true", help="score a variant that failed its parity gate (recorded)")
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--out", default=None,
+                       help="records directory (default results/records); mteb's result files go to OUT/mteb")
+    _add_trailing_json(score)
+    score.set_defaults(handler=_cmd_score)
+
+    verify = verbs.add_parser("verify", help="re-run a score record without the cache; |delta| per task must be <= 1e-6")
+    verify.add_argument("record", help="a score record file")
+    _add_trailing_json(verify)
+    verify.set_defaults(handler=_cmd_verify, exit_1_unless_passed=True)
+
+    probe = verbs.add_parser("probe", help="the seed plan's quick probe: pair separation and norms")
+    _add_load_options(probe)
+    probe.add_argument("--prompt", default=None, help="prompt name from the model spec, e.g. query")
+    _add_trailing_json(probe)
+    probe.set_defaults(handler=_cmd_probe)
+
     bench = verbs.add_parser("bench", help="embedkit vs raw session.run vs sentence-transformers, interleaved")
     bench.add_argument("model", nargs="?", default="all-MiniLM-L6-v2")
     bench.add_argument("--variant", action="append", help="variants to bench (default fp32 and int8-pc)")
@@ -159,6 +356,61 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sentences", type=int, default=1000, help="real sentences for batch-32 throughput")
     bench.add_argument("--seed", type=int, default=0)
     bench.set_defaults(handler=_cmd_bench)
+
+    sweep = verbs.add_parser("sweep", help="run a sweep file: exports, quality (parallel), profiles (serial)")
+    sweep.add_argument("file", help="experiments/*.yaml")
+    sweep.add_argument("--force", action="store_true", help="redo runs that are already complete")
+    sweep.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
+    sweep.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes for quality runs")
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    results = verbs.add_parser("results", help="work with result records")
+    results_verbs = results.add_subparsers(dest="results_verb", required=True)
+    merge = results_verbs.add_parser("merge", help="merge records from many machines into one tree")
+    merge.add_argument("sources", nargs="+")
+    merge.add_argument("--into", required=True)
+    merge.set_defaults(handler=_cmd_results_merge)
+
+    profile = verbs.add_parser("profile", help="per-stage latency over a grid, one fresh process per point")
+    profile.add_argument("models", nargs="*", metavar="MODEL[:VARIANT]", help="e.g. all-MiniLM-L6-v2:int8-pc")
+    profile.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                         help="MODEL[:VARIANT][@PROVIDER] twice: run them interleaved, print the ratio A/B with its CI")
+    profile.add_argument("--provider", action="append", help="CPU (default), OpenVINO, CoreML, CUDA (repeatable)")
+    profile.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="for the non-CPU providers; a key given with several values becomes a grid axis")
+    profile.add_argument("--batch", action="append", type=int, help="batch size (repeatable; default 1 8 32)")
+    profile.add_argument("--seq", action="append", choices=["short", "medium", "long"],
+                         help="sequence bucket: short ~16 tokens, medium ~64, long = max_seq_length (repeatable)")
+    profile.add_argument("--threads", action="append", type=int,
+                         help="intra-op threads (repeatable; default 2; 0: ORT's default)")
+    profile.add_argument("--samples", type=int, default=300, help="at least this many timed calls per point")
+    profile.add_argument("--min-seconds", type=float, default=10.0, help="and at least this long per point")
+    profile.add_argument("--max-seconds", type=float, default=None,
+                         help="cap per point, even below --samples (the record says so)")
+    profile.add_argument("--out", default=None, help="records directory (default results/records)")
+    profile.set_defaults(handler=_cmd_profile)
+
+    decide = verbs.add_parser("decide", help="the decision card: GO / TRY ALTERNATIVE / FALLBACK from records")
+    decide.add_argument("results", nargs="*", help="record files or directories (default results/)")
+    decide.add_argument("--excellent-ms", type=float, default=15.0)
+    decide.add_argument("--target-ms", type=float, default=20.0)
+    decide.add_argument("--acceptable-ms", type=float, default=30.0)
+    decide.add_argument("--quality-floor", type=float, default=None, help="mean MTEB main score (0-1) to reach")
+    decide.add_argument("--quality-excellent", type=float, default=None)
+    decide.add_argument("--batch", type=int, default=1, help="the grid point judged: batch size")
+    decide.add_argument("--seq", default="short", help="the grid point judged: sequence bucket")
+    decide.set_defaults(handler=_cmd_decide)
+
+    report = verbs.add_parser("report", help="execute 04_tradeoff.ipynb on a sweep's records: HTML report and figures")
+    report.add_argument("sweep", nargs="?", default="default", help="sweep name under results/, or a records directory")
+    report.add_argument("--metric", choices=["latency", "throughput"], default="latency",
+                        help="x axis: P95 latency of one text (default), or texts/s")
+    report.add_argument("--tasks", nargs="+", default=None, help="MTEB tasks to average (default: those every score has)")
+    report.add_argument("--batch", type=int, default=None,
+                        help="grid point: batch size (default 1 for latency, the largest profiled for throughput)")
+    report.add_argument("--seq", default="short", help="grid point: sequence bucket")
+    report.add_argument("--kernel", default="embedkit", help="Jupyter kernel that executes the notebook")
+    report.set_defaults(handler=_cmd_report)
 
     for register in _EXTRA_VERBS:
         register(verbs)
@@ -194,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, default=str))
     else:
         _print_human(result)
-    return 0
+    return 1 if getattr(args, "exit_1_unless_passed", False) and not result["passed"] else 0
 
 
 if __name__ == "__main__":

@@ -254,6 +254,17 @@ def _read_variant(variant: str, directory: Path) -> Variant:
     return Variant(variant, directory / MODEL_FILE, manifest, directory)
 
 
+def read_variant(name: str, path: Path, directory: Path) -> Variant:
+    """A variant found earlier by `get_variant`, reopened from its files.
+
+    Another environment (e.g. the OpenVINO venv, whose onnxruntime differs) computes a different
+    export key, so a profiler worker there reopens the variant its parent resolved instead.
+    """
+    if not Path(path).is_file():
+        raise ModelFileError(f"variant {name}: ONNX file {path} not found")
+    return Variant(name, Path(path), _read_manifest(Path(directory)), Path(directory))
+
+
 def packaged_variant(spec: ModelSpec, variant: str) -> Variant:
     """The ONNX file a source ships; its manifest is written once beside the content-addressed copy."""
     if variant != spec.packaged_variant:

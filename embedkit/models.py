@@ -68,15 +68,23 @@ def load(
         enable_profiling=enable_profiling,
         allow_spinning=allow_spinning,
     )
-    session = OrtSession(chosen.path, config)
+    return embedder_for(spec, chosen, OrtSession(chosen.path, config))
+
+
+def embedder_for(spec: ModelSpec, variant: Variant, session: OrtSession) -> Embedder:
+    """An Embedder around a session already created on `variant` (the profiler times that creation)."""
+    tokenizer = tokenizer_for(spec, variant, with_token_type_ids="token_type_ids" in session.input_names)
+    return Embedder(tokenizer, session, pooling_mode(spec), spec.normalize, spec, variant)
+
+
+def tokenizer_for(spec: ModelSpec, variant: Variant, with_token_type_ids: bool = True) -> Tokenizer:
+    """The tokenizer `variant` is fed by, truncating at the model's max_seq_length."""
     tokenizer_file = tokenizer_dir(spec) / "tokenizer.json"
-    tokenizer = Tokenizer.from_file(
-        tokenizer_file, max_seq_length(spec, chosen), with_token_type_ids="token_type_ids" in session.input_names
-    )
-    rows = chosen.manifest["graph"].get("embedding_rows")
+    tokenizer = Tokenizer.from_file(tokenizer_file, max_seq_length(spec, variant), with_token_type_ids)
+    rows = variant.manifest["graph"].get("embedding_rows")
     if rows is not None and tokenizer.vocab_size > rows:
         raise ModelFileError(
-            f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but {chosen.path} embeds only {rows}: "
+            f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but {variant.path} embeds only {rows}: "
             "they do not belong together"
         )
-    return Embedder(tokenizer, session, pooling_mode(spec), spec.normalize, spec, chosen)
+    return tokenizer

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,11 +30,15 @@ from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
-from embedkit import data
+from embedkit import data, records
+from embedkit.errors import EmbedkitError, ParityError
 from embedkit.paths import data_dir, models_dir, results_dir
+from embedkit.session import build_provider_options
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from embedkit.embedder import Embedder
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
@@ -66,8 +71,12 @@ class EmbedderLike(Protocol):
     def embed(self, texts: list[str], batch_size: int = 32, prompt_name: str | None = None) -> np.ndarray: ...
 
 
-class ParityFailedError(RuntimeError):
+class ParityFailedError(ParityError):
     """The variant failed its parity gate; score it only with force=True."""
+
+
+class RecordMismatchError(EmbedkitError):
+    """What a score record names (variant file, model spec, data) is not what this machine has now."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,6 +426,7 @@ class ScoreResult:
     mteb_revision: str
     parity: dict[str, Any] | None
     forced: bool  # scored although the variant failed its parity gate
+    batch_size: int
     tasks: dict[str, TaskScore] = field(default_factory=dict)
 
     @property
@@ -432,8 +442,22 @@ class ScoreResult:
             for relative, digest in task.provenance["dataset"].get("sha256", {}).items()
         }
 
+    @property
+    def data_revision(self) -> dict[str, dict[str, str]]:
+        """{task: {path, revision}} of the tasks that loaded from the hub (no local files to hash)."""
+        return {
+            name: {"path": dataset["path"], "revision": dataset["revision"]}
+            for name, task in self.tasks.items()
+            if (dataset := task.provenance["dataset"])["source"] == "hub"
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "scores": self.scores, "data_sha256": self.data_sha256}
+        return {
+            **asdict(self),
+            "scores": self.scores,
+            "data_sha256": self.data_sha256,
+            "data_revision": self.data_revision,
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """One row per task: a tidy table for notebooks."""
@@ -508,6 +532,7 @@ def score(
         mteb_revision=meta.revision,
         parity=parity,
         forced=parity_failed,
+        batch_size=batch_size,
         tasks=scores,
     )
 
@@ -574,6 +599,215 @@ def _provenance(encoder: EmbedkitEncoder, task: AbsTask) -> dict[str, Any]:
         "mteb_model": {"name": encoder.mteb_model_meta.name, "revision": encoder.mteb_model_meta.revision},
         "prompts": dict(encoder.model_prompts or {}),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Score records, their verification, and tables of them
+# ---------------------------------------------------------------------------------------------
+
+VERIFY_TOLERANCE = 1e-6  # issue 4: a re-run on the same machine and provider reproduces every main score
+REFERENCE_VARIANT = "fp32"  # what the other variants of a model are compared with
+
+
+def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
+    """A validated `score` record of `result`, scored by `embedder` in this process."""
+    variant = embedder.variant
+    if (embedder.spec.name, variant.name, variant.sha256) != (result.model, result.variant, result.variant_sha256):
+        raise ValueError(
+            f"result is for {result.model}:{result.variant} ({result.variant_sha256[:12]}) but the embedder is "
+            f"{embedder.spec.name}:{variant.name} ({variant.sha256[:12]})"
+        )
+    session = embedder.session
+    body: dict[str, Any] = {
+        "model": {
+            "spec": asdict(embedder.spec),
+            "variant": {"name": variant.name, "sha256": variant.sha256, "manifest": variant.manifest,
+                        "parity": result.parity},
+        },
+        "provider": result.provider,
+        "scores": result.scores,
+        "tasks": {name: asdict(task) for name, task in result.tasks.items()},
+        "forced": result.forced,
+        "data_sha256": result.data_sha256,
+        "scoring": {
+            "batch_size": result.batch_size,
+            "provider_options": build_provider_options(session.requested_providers[0], session.config.provider_options),
+            "providers": result.providers,
+        },
+    }
+    if result.data_revision:
+        body["data_revision"] = result.data_revision
+    return records.new_record("score", body)
+
+
+def write_score_record(result: ScoreResult, embedder: Embedder, out_dir: Path | str | None = None) -> Path:
+    """Write `score_record(result, embedder)` into `out_dir` (default results/records); returns its path."""
+    return records.write_record(score_record(result, embedder), out_dir)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A score record's main scores next to a fresh, uncached re-run of the same scoring."""
+
+    record_path: str
+    record_id: str
+    recorded: dict[str, float]
+    rescored: dict[str, float]
+    tolerance: float = VERIFY_TOLERANCE
+
+    @property
+    def abs_deltas(self) -> dict[str, float]:
+        return {task: abs(self.rescored[task] - value) for task, value in self.recorded.items()}
+
+    @property
+    def passed(self) -> bool:
+        return all(delta <= self.tolerance for delta in self.abs_deltas.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        deltas = self.abs_deltas
+        return {
+            "record": self.record_path,
+            "record_id": self.record_id,
+            "tasks": {
+                task: {"recorded": value, "rescored": self.rescored[task], "abs_delta": deltas[task]}
+                for task, value in self.recorded.items()
+            },
+            "max_abs_delta": max(deltas.values()),
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+        }
+
+
+def verify_record(path: Path | str, *, tolerance: float = VERIFY_TOLERANCE) -> Verification:
+    """Re-run a score record (same model, variant file, provider, options, batch size and tasks) without
+    the embedding cache, and compare each main score with the recorded one.
+
+    Refuses (RecordMismatchError) when the variant file on disk, the model spec or the data is not
+    what the record scored: the comparison would then measure the change, not reproducibility.
+    The re-run's mteb result files go to a scratch directory, leaving the record's own untouched.
+    """
+    record = records.read_record(path)
+    if record["kind"] != "score":
+        raise ValueError(f"{path} is a {record['kind']} record; verify takes score records")
+    tasks = list(record["scores"])
+    _require_same_data(record, tasks)
+    embedder = embedder_for_record(record)
+    with tempfile.TemporaryDirectory(prefix="embedkit-verify-") as scratch:
+        rescored = score(
+            embedder,
+            tasks,
+            force=record["forced"],
+            output_dir=Path(scratch),
+            batch_size=record.get("scoring", {}).get("batch_size", 32),
+            use_cache=False,
+        )
+    return Verification(str(path), record["record_id"], dict(record["scores"]), rescored.scores, tolerance)
+
+
+def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
+    """An embedder on the recorded model spec, variant file, provider and provider options.
+
+    The variant is resolved as `embedkit.load` would resolve it here, and its ONNX file is hashed:
+    a file that differs from the recorded sha256 is refused.
+    """
+    from embedkit.export import get_variant
+    from embedkit.models import embedder_for
+    from embedkit.session import OrtSession, SessionConfig
+    from embedkit.sources import file_sha256
+    from embedkit.specs import get_spec
+
+    recorded_spec, recorded_variant = record["model"]["spec"], record["model"]["variant"]
+    spec = get_spec(_spec_location(recorded_spec))
+    current_spec = json.loads(json.dumps(asdict(spec), default=str))
+    if current_spec != recorded_spec:
+        changed = sorted(key for key in {*current_spec, *recorded_spec} if current_spec.get(key) != recorded_spec.get(key))
+        raise RecordMismatchError(f"the model spec of {spec.name} changed since record {record['record_id']}: {changed}")
+    variant = get_variant(spec, recorded_variant["name"])
+    on_disk = file_sha256(variant.path)
+    if on_disk != recorded_variant["sha256"]:
+        raise RecordMismatchError(
+            f"variant {spec.name}:{variant.name} on disk ({variant.path}) has sha256 {on_disk}, but record "
+            f"{record['record_id']} scored {recorded_variant['sha256']}: the variant changed, so re-score it"
+        )
+    options = record.get("scoring", {}).get("provider_options", {})
+    return embedder_for(spec, variant, OrtSession(variant.path, SessionConfig(record["provider"], options)))
+
+
+def _spec_location(recorded_spec: Mapping[str, Any]) -> str:
+    """What `get_spec` finds the recorded spec by: its name when known, else its local path or hub id."""
+    from embedkit.specs import KNOWN_SPECS
+
+    source = recorded_spec.get("source", {})
+    if recorded_spec["name"] in KNOWN_SPECS:
+        return recorded_spec["name"]
+    return str(source.get("path") or source.get("repo_id") or recorded_spec["name"])
+
+
+def _require_same_data(record: Mapping[str, Any], tasks: Sequence[str]) -> None:
+    """The data the record was scored on must be the data a re-run would read now."""
+    hub = record.get("data_revision", {})
+    for name, dataset in hub.items():
+        current = mteb.get_task(name).metadata.dataset
+        if (current["path"], current["revision"]) != (dataset["path"], dataset["revision"]):
+            raise RecordMismatchError(
+                f"{name} was scored on {dataset['path']}@{dataset['revision']}; this mteb pins "
+                f"{current['path']}@{current['revision']}"
+            )
+    local_tasks = [name for name in tasks if name not in hub]
+    if not local_tasks:
+        return
+    if data_dir() is None:
+        raise RecordMismatchError(
+            f"record {record['record_id']} scored {local_tasks} from a local data mirror: set EMBEDKIT_DATA to it"
+        )
+    current = {relative: digest for name in local_tasks for relative, digest in data.data_sha256(name).items()}
+    if current != record["data_sha256"]:
+        changed = sorted(key for key in {*current, *record["data_sha256"]}
+                         if current.get(key) != record["data_sha256"].get(key))
+        raise RecordMismatchError(f"data files differ from those record {record['record_id']} scored: {changed}")
+
+
+def score_record_paths(*sources: Path | str) -> list[Path]:
+    """The score records among `sources` (files, or directories searched recursively)."""
+    prefix = "score-"  # records.make_record_id starts every record's file name with its kind
+    return [path for path in records.record_paths(*sources) if path.name.startswith(prefix)]
+
+
+_TASK_FRAME_IDENTITY = ["record_id", "machine_id", "created_at", "model", "variant", "provider", "forced", "path"]
+
+
+def task_scores(frame: pd.DataFrame, reference_variant: str = REFERENCE_VARIANT) -> pd.DataFrame:
+    """One row per (score record, task) of a records frame (`records.load_frame`), with the score's
+    delta to the reference variant of the same model and provider (its latest record, when there is one).
+
+    Columns: the record's identity, task, score, reference_score, delta (NaN without a reference).
+    """
+    import pandas as pd
+
+    columns = [*_TASK_FRAME_IDENTITY, "task", "score", "reference_score", "delta"]
+    scored = frame[frame["kind"] == "score"] if "kind" in frame else frame.iloc[0:0]
+    task_columns = [column for column in scored.columns if column.startswith("scores.")]
+    if scored.empty or not task_columns:
+        return pd.DataFrame(columns=columns)
+    long = scored.melt(id_vars=_TASK_FRAME_IDENTITY, value_vars=task_columns, var_name="task", value_name="score")
+    long = long.dropna(subset=["score"])
+    long["task"] = long["task"].str.removeprefix("scores.")
+    key = ["model", "provider", "task"]
+    reference = (
+        long[long["variant"] == reference_variant]
+        .sort_values("created_at")
+        .drop_duplicates(subset=key, keep="last")[[*key, "score"]]
+        .rename(columns={"score": "reference_score"})
+    )
+    table = long.merge(reference, on=key, how="left")
+    table["delta"] = table["score"] - table["reference_score"]
+    return table[columns].sort_values(["model", "provider", "variant", "task", "created_at"], ignore_index=True)
+
+
+def scores_frame(*sources: Path | str, reference_variant: str = REFERENCE_VARIANT) -> pd.DataFrame:
+    """`task_scores` of every score record under `sources` (other kinds are not read)."""
+    paths = score_record_paths(*sources)
+    return task_scores(records.load_frame(*paths) if paths else records.records_frame([]), reference_variant)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -226,8 +226,31 @@ _KIND_PROPERTIES: dict[str, dict[str, Any]] = {
         "tasks": {"type": "object", "additionalProperties": {"type": "object"}},
         # True when the variant failed its parity gate and was scored anyway.
         "forced": {"type": "boolean"},
-        # sha256 of each data file the scores were computed from, keyed by file or task.
-        "data_sha256": {"type": "object", "minProperties": 1, "additionalProperties": _SHA256},
+        # sha256 of each local data file the scores were computed from, keyed by its path in the
+        # mirror (or by task). Empty when every task loaded from the hub: see `data_revision`.
+        "data_sha256": {"type": "object", "additionalProperties": _SHA256},
+    },
+}
+
+# Properties a kind may carry but need not: later additions, so that records written before them
+# stay valid without a schema version bump.
+_KIND_OPTIONAL_PROPERTIES: dict[str, dict[str, Any]] = {
+    "score": {
+        # Tasks loaded from the HF hub, which has no local files to hash: the dataset and the commit
+        # mteb pins for it, per task.
+        "data_revision": {
+            "type": "object",
+            "additionalProperties": _object({"path": _NAME, "revision": _NAME}, extra=False),
+        },
+        # How the scores were computed, so that `embedkit verify` can repeat it exactly.
+        "scoring": _object(
+            {
+                "batch_size": {"type": "integer", "minimum": 1},
+                "provider_options": {"type": "object", "additionalProperties": {"type": "string"}},
+                "providers": {"type": "array", "items": _PROVIDER, "minItems": 1},
+            },
+            extra=True,
+        ),
     },
 }
 
@@ -238,8 +261,9 @@ def record_schema(kind: str) -> dict[str, Any]:
     """The complete JSON Schema (draft 2020-12) of one record kind."""
     if kind not in _KIND_PROPERTIES:
         raise ValueError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    properties = {**_ENVELOPE, "kind": {"const": kind}, **_KIND_PROPERTIES[kind]}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **_object(properties, extra=False)}
+    schema = _object({**_ENVELOPE, "kind": {"const": kind}, **_KIND_PROPERTIES[kind]}, extra=False)
+    schema["properties"].update(_KIND_OPTIONAL_PROPERTIES.get(kind, {}))
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 _VALIDATORS = {kind: jsonschema.Draft202012Validator(record_schema(kind)) for kind in KINDS}
@@ -330,8 +354,22 @@ def _consistency_problems(record: Mapping[str, Any]) -> list[str]:
                 continue
             if stored != record["stages"][stage]["n"]:
                 problems.append(f"stages.{stage}.n is {record['stages'][stage]['n']} but {stored} samples are stored")
-    if record["kind"] == "score" and set(record["scores"]) != set(record["tasks"]):
-        problems.append(f"scores for {sorted(record['scores'])} but task details for {sorted(record['tasks'])}")
+    if record["kind"] == "score":
+        problems.extend(_score_problems(record))
+    return problems
+
+
+def _score_problems(record: Mapping[str, Any]) -> list[str]:
+    problems = []
+    scored = set(record["scores"])
+    if scored != set(record["tasks"]):
+        problems.append(f"scores for {sorted(scored)} but task details for {sorted(record['tasks'])}")
+    hub_tasks = set(record.get("data_revision", {}))
+    if hub_tasks - scored:
+        problems.append(f"data_revision names {sorted(hub_tasks - scored)}, which have no score")
+    # Every score must say which data it came from: local files by hash, hub data by revision.
+    if not record["data_sha256"] and hub_tasks != scored:
+        problems.append(f"no data_sha256 and no data_revision for {sorted(scored - hub_tasks)}")
     return problems
 
 

@@ -1,0 +1,149 @@
+"""Helpers the notebooks share: checking papermill parameters, showing tables, gluing them as JSON.
+
+Each notebook's first code cell after its `parameters` cell calls `check_parameters`, so that a bad
+value stops the run at once with one error that names the parameter, instead of a traceback from
+deep inside a measurement. Parameters arrive from papermill's `-p` as Python literals or strings,
+so validators accept the string spellings too (e.g. "a,b" for a list).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+Validator = Callable[[Any], Any]
+
+
+class ParameterError(ValueError):
+    """One or more notebook parameters are unusable; the message names each of them."""
+
+
+def check_parameters(**checks: tuple[Any, Validator]) -> SimpleNamespace:
+    """Validate `name=(value, validator)` pairs; return the converted values as attributes.
+
+    A validator returns the converted value or raises ValueError saying what it expected. Every
+    parameter is checked, and all bad ones are reported together in one ParameterError.
+    """
+    converted: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, (value, validator) in checks.items():
+        try:
+            converted[name] = validator(value)
+        except ValueError as error:
+            problems.append(f"parameter {name!r} = {value!r}: {error}")
+    if problems:
+        raise ParameterError("; ".join(problems))
+    return SimpleNamespace(**converted)
+
+
+def reject(name: str, value: Any, problem: str) -> NoReturn:
+    """Raise the ParameterError of one parameter found bad after `check_parameters` (e.g. a directory
+    that exists but holds nothing usable)."""
+    raise ParameterError(f"parameter {name!r} = {value!r}: {problem}")
+
+
+def one_of(*choices: str) -> Validator:
+    """One of `choices`, exactly."""
+
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}")
+        return str(value)
+
+    return check
+
+
+def text(value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def integer(minimum: int) -> Validator:
+    """An integer >= `minimum` (a string of digits is accepted)."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        return value
+
+    return check
+
+
+positive_int = integer(1)
+
+
+def optional(validator: Validator) -> Validator:
+    """`validator`, or None for None, an empty string or an empty list (the notebooks' "not set")."""
+
+    def check(value: Any) -> Any:
+        if _unset(value):
+            return None
+        return validator(value)
+
+    return check
+
+
+def _unset(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple)):
+        return not value
+    return value is None
+
+
+def text_list(value: Any) -> list[str]:
+    """A list of non-empty strings; a comma-separated string is split (papermill `-p` passes strings)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in items):
+        raise ValueError("expected a list of non-empty strings or a comma-separated string")
+    return [item.strip() for item in items]
+
+
+def existing_dir(value: Any) -> Path:
+    """A directory that exists."""
+    path = Path(text(value)).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"no directory at {path}")
+    return path.resolve()
+
+
+def table(frame: pd.DataFrame, *, code: Sequence[str] = (), precision: int = 4) -> Styler:
+    """`frame` for display: no index, floats at `precision` digits, and the `code` columns (commands,
+    record ids) left-aligned in monospace so that they read and copy as they are."""
+    styled = frame.style.hide(axis="index").format(precision=precision)
+    if code:
+        styled = styled.set_properties(subset=list(code), **{"text-align": "left", "font-family": "monospace"})
+    return styled
+
+
+def jsonable_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as a list of JSON-ready dicts (for `sb.glue`): NaN becomes None, numpy scalars become
+    Python numbers, timestamps become ISO text."""
+    return [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,264 @@
+"""The published answer: `embedkit report [SWEEP]` turns a sweep's records into a report.
+
+It executes notebooks/04_tradeoff.ipynb with papermill on the records under results/<SWEEP>/,
+keeps the executed notebook there, exports it as one self-contained HTML file (inputs hidden,
+figures embedded) and leaves the figures as PNG and SVG in results/<SWEEP>/figures/. The notebook
+reads records only; the tables here (machines, and for every point its records and the commands
+that re-measure it) are what the report shows beside the plots.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from embedkit.errors import EmbedkitError
+from embedkit.paths import PROJECT_ROOT, results_dir
+from embedkit.plots import Tradeoff, provider_label
+
+NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_tradeoff.ipynb"
+KERNEL = "embedkit"
+DEFAULT_SWEEP = "default"
+HTML_NAME = "report.html"
+FIGURES_DIR_NAME = "figures"
+
+
+# --- tables the report shows --------------------------------------------------------------------
+
+_MACHINE_COLUMNS = {
+    "provenance.cpu.model": "cpu",
+    "provenance.cpu.architecture": "architecture",
+    "provenance.cpu.physical_cores": "physical cores",
+    "provenance.cpu.logical_cores": "logical cores",
+    "provenance.memory_total_mb": "memory (MB)",
+    "provenance.os.platform": "os",
+    "provenance.onnxruntime.version": "onnxruntime",
+    "provenance.onnxruntime.available_providers": "providers available",
+}
+
+
+def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per machine: its hardware and runtime (from its newest record) and its record counts."""
+    newest = frame.sort_values("created_at").groupby("machine_id").last()
+    present = [column for column in _MACHINE_COLUMNS if column in newest]
+    table = newest[present].rename(columns=_MACHINE_COLUMNS)
+    if "providers available" in table:
+        table["providers available"] = table["providers available"].map(
+            lambda names: ", ".join(provider_label(name) for name in names)
+        )
+    counts = frame.groupby(["machine_id", "kind"]).size().unstack(fill_value=0)
+    return table.join(counts.rename(columns=lambda kind: f"{kind} records")).reset_index()
+
+
+def _option(name: str, value: Any) -> list[str]:
+    return [name, shlex.quote(str(value))]
+
+
+def profile_command(profile: Mapping[str, Any]) -> str:
+    """The `embedkit profile` command that re-measures one profile record's grid point.
+
+    `profile`: a row of `records.load_frame` for a profile record (flattened `grid.*` fields).
+    """
+    parts = ["embedkit", "profile", shlex.quote(f"{profile['grid.model']}:{profile['grid.variant']}")]
+    parts += _option("--provider", provider_label(profile["grid.provider"]))
+    options = {
+        column.removeprefix("grid.provider_options."): value
+        for column, value in profile.items()
+        if column.startswith("grid.provider_options.") and pd.notna(value)
+    }
+    for key, value in sorted(options.items()):
+        parts += _option("--provider-option", f"{key}={value}")
+    parts += _option("--batch", int(profile["grid.batch_size"]))
+    parts += _option("--seq", profile["grid.seq_bucket"])
+    threads = profile.get("grid.intra_op_threads")
+    parts += _option("--threads", 0 if threads is None or pd.isna(threads) else int(threads))  # 0: ORT's default
+    sampling = {"--samples": "grid.sampling.min_samples", "--min-seconds": "grid.sampling.min_seconds",
+                "--max-seconds": "grid.sampling.max_seconds"}  # fmt: skip
+    for flag, column in sampling.items():
+        value = profile.get(column)
+        if value is not None and pd.notna(value):
+            parts += _option(flag, int(value) if flag == "--samples" else f"{float(value):g}")
+    return " ".join(parts)
+
+
+def score_command(score: Mapping[str, Any], tasks: Sequence[str]) -> str:
+    """The `embedkit score` command that re-scores one score record's model on `tasks`."""
+    parts = ["embedkit", "score", shlex.quote(f"{score['model']}:{score['variant']}")]
+    parts += _option("--provider", provider_label(score["provider"]))
+    parts += ["--tasks", *map(shlex.quote, tasks)]
+    if bool(score.get("forced")):
+        parts.append("--force")
+    return " ".join(parts)
+
+
+def point_sources(tradeoff: Tradeoff, frame: pd.DataFrame) -> pd.DataFrame:
+    """For every point of the tradeoff: its machine, the records behind it and the commands that re-run it."""
+    by_id = frame.set_index("record_id")
+    rows = []
+    for point in tradeoff.points.itertuples():
+        profile = by_id.loc[point.profile_record_id]
+        score = by_id.loc[point.score_record_id]
+        rows.append(
+            {
+                "point": point.name,
+                "machine_id": point.machine_id,
+                "on_frontier": bool(point.on_frontier),
+                "profile_record_id": point.profile_record_id,
+                "score_record_id": point.score_record_id,
+                "score_machine_id": score["machine_id"],
+                "profile_command": profile_command({**profile.to_dict(), "record_id": point.profile_record_id}),
+                "score_command": score_command(score.to_dict(), tradeoff.tasks),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --- running the report -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where a report's files are, and its headline results."""
+
+    sweep: str
+    records_dir: str
+    notebook: str
+    html: str
+    figures: dict[str, dict[str, str]]
+    n_points: int
+    frontier: dict[str, list[str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sweep_records_dir(sweep: str) -> Path:
+    """results/<sweep>/ for a sweep name, or `sweep` itself when it is a directory path."""
+    named = results_dir() / sweep
+    if re.fullmatch(r"[A-Za-z0-9._-]+", sweep) and named.is_dir():
+        return named
+    if Path(sweep).expanduser().is_dir():
+        return Path(sweep).expanduser().resolve()
+    known = sorted(path.name for path in results_dir().iterdir() if path.is_dir()) if results_dir().is_dir() else []
+    raise EmbedkitError(
+        f"no results for sweep {sweep!r}: neither {named} nor ./{sweep} is a directory"
+        + (f"; sweeps under {results_dir()}: {', '.join(known)}" if known else "; run `embedkit sweep FILE` first")
+    )
+
+
+def require_kernel(kernel: str) -> None:
+    """EmbedkitError saying how to install the Jupyter kernel `kernel` when it is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel as error:
+        raise EmbedkitError(
+            f"the Jupyter kernel {kernel!r} is not installed: run `make env`, or "
+            f"`python -m ipykernel install --sys-prefix --name {kernel}` in embedkit's environment"
+        ) from error
+
+
+def execute_tradeoff(output: Path, parameters: Mapping[str, Any], kernel: str = KERNEL) -> dict[str, Any]:
+    """Run 04_tradeoff.ipynb into `output` with papermill; returns its scraps as plain data."""
+    import papermill
+    import scrapbook
+
+    require_kernel(kernel)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(output), parameters=dict(parameters), kernel_name=kernel,
+            cwd=str(output.parent), progress_bar=False,
+        )  # fmt: skip
+    except papermill.PapermillExecutionError as error:
+        raise EmbedkitError(f"{NOTEBOOK.name} failed: {error.ename}: {error.evalue} (executed notebook: {output})") from error
+    return {name: scrap.data for name, scrap in scrapbook.read_notebook(str(output)).scraps.items()}
+
+
+# The lab template loads require.js, MathJax and mermaid from a CDN. The report shows static tables
+# and PNG figures only, so it drops them: the file then opens offline with no network request.
+_STATIC_TEMPLATE_NAME = "embedkit_report.html.j2"
+_STATIC_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+_SCRAP_MIME_PREFIX = "application/scrapbook.scrap."
+
+
+def _without_scraps(notebook: Any) -> Any:
+    """The notebook minus scrapbook's glue outputs: data for programs, nothing a reader can see."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                output
+                for output in cell.outputs
+                if not (output.get("data") and all(mime.startswith(_SCRAP_MIME_PREFIX) for mime in output["data"]))
+            ]
+    return notebook
+
+
+def export_html(executed: Path, html: Path, title: str) -> Path:
+    """One self-contained HTML file of an executed notebook: outputs only, figures embedded as data."""
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        extra_loaders=[jinja2.DictLoader({_STATIC_TEMPLATE_NAME: _STATIC_TEMPLATE})],
+        template_file=_STATIC_TEMPLATE_NAME,
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
+    notebook = _without_scraps(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def run_report(
+    sweep: str = DEFAULT_SWEEP,
+    *,
+    metric: str = "latency",
+    tasks: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    seq_bucket: str = "short",
+    kernel: str = KERNEL,
+) -> Report:
+    """Execute the tradeoff notebook on a sweep's records and publish it; see the module docstring."""
+    records_dir = sweep_records_dir(sweep)
+    name = records_dir.name
+    executed = records_dir / NOTEBOOK.name
+    figures_dir = records_dir / FIGURES_DIR_NAME
+    scraps = execute_tradeoff(
+        executed,
+        {
+            "sweep": name,
+            "results_dir": str(records_dir),
+            "figures_dir": str(figures_dir),
+            "metric": metric,
+            "tasks": list(tasks or []),
+            "batch_size": batch_size,
+            "seq_bucket": seq_bucket,
+        },
+        kernel,
+    )
+    html = export_html(executed, records_dir / HTML_NAME, f"embedkit report: {name}")
+    return Report(
+        sweep=name,
+        records_dir=str(records_dir),
+        notebook=str(executed),
+        html=str(html),
+        figures=scraps["figures"],
+        n_points=scraps["n_points"],
+        frontier=scraps["frontier"],
+    )
