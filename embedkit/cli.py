@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import EmbedkitError
-
-Handler = Callable[[argparse.Namespace], dict[str, Any]]
+from .paths import PROJECT_ROOT
 
 
 def split_model(reference: str) -> tuple[str, str | None]:
@@ -117,24 +117,32 @@ def _task_names(values: list[str]) -> list[str]:
     return names
 
 
+def _use_data_mirror(directory: str | None) -> None:
+    """`--data DIR`: the local data mirror for this run (EMBEDKIT_DATA, which the task loaders read)."""
+    if directory is None:
+        return
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--data {directory}: no such directory")
+    os.environ["EMBEDKIT_DATA"] = str(path.resolve())
+
+
 def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     from .quality import score, write_score_record
 
-    if args.data:
-        data = Path(args.data).expanduser()
-        if not data.is_dir():
-            raise ValueError(f"--data {args.data}: no such directory")
-        os.environ["EMBEDKIT_DATA"] = str(data.resolve())  # read by the task loaders for this run
+    tasks = _task_names(args.tasks)
+    _use_data_mirror(args.data)
     embedder = _load(args)
     out_dir = Path(args.out) if args.out else None
-    result = score(embedder, _task_names(args.tasks), force=args.force, batch_size=args.batch_size,
+    result = score(embedder, tasks, force=args.force, batch_size=args.batch_size,
                    output_dir=out_dir / "mteb" if out_dir else None)
-    return {"scores": result.scores, "records": [str(write_score_record(result, embedder, out_dir))]}
+    return {"scores": result.scores, "records": [str(write_score_record(result, embedder, out_dir).resolve())]}
 
 
 def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     from .quality import verify_record
 
+    _use_data_mirror(args.data)
     return verify_record(args.record).to_dict()
 
 
@@ -284,6 +292,23 @@ def _cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     return report.to_dict()
 
 
+def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    """The main job: the default sweep, then its report; says where the report and figures are."""
+    from .report import run_report
+    from .sweep import run_sweep
+
+    started = time.perf_counter()
+    summary = run_sweep(Path(args.file), force=args.force)
+    report = run_report(summary.sweep)
+    failed = [o for o in summary.outcomes if o.state == "failed"]
+    if failed:
+        details = "; ".join(f"{o.run_id}: {o.error['type']}: {o.error['message'][:200]}" for o in failed if o.error)
+        raise EmbedkitError(f"{len(failed)} sweep run(s) failed (report written to {report.html}): {details}")
+    return {"report": report.html, "figures": report.figures, "frontier": report.frontier, "points": report.n_points,
+            "runs": summary.counts(), "sweep_dir": summary.directory,
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="MODEL[:VARIANT], e.g. all-MiniLM-L6-v2:int8-pc")
     parser.add_argument("--provider", default="CPU", help="CPU, CoreML, OpenVINO, CUDA or ORT's full name")
@@ -340,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = verbs.add_parser("verify", help="re-run a score record without the cache; |delta| per task must be <= 1e-6")
     verify.add_argument("record", help="a score record file")
+    verify.add_argument("--data", default=None, help="the local data mirror the record was scored on (EMBEDKIT_DATA)")
     _add_trailing_json(verify)
     verify.set_defaults(handler=_cmd_verify, exit_1_unless_passed=True)
 
@@ -412,13 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--kernel", default="embedkit", help="Jupyter kernel that executes the notebook")
     report.set_defaults(handler=_cmd_report)
 
-    for register in _EXTRA_VERBS:
-        register(verbs)
+    demo = verbs.add_parser("demo", help="the main job: run experiments/default.yaml and publish its report")
+    demo.add_argument("--file", default=str(PROJECT_ROOT / "experiments" / "default.yaml"))
+    demo.add_argument("--force", action="store_true", help="redo runs that are already complete")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
-
-
-# Verbs added by other modules (profile, score, sweep, report, verify) register themselves here.
-_EXTRA_VERBS: list[Callable[[Any], None]] = []
 
 
 def _print_human(result: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import tempfile
@@ -32,8 +33,12 @@ from mteb.types import PromptType
 
 from embedkit import data, records
 from embedkit.errors import EmbedkitError, ParityError
+from embedkit.export import get_variant
+from embedkit.models import embedder_for
 from embedkit.paths import data_dir, models_dir, results_dir
-from embedkit.session import build_provider_options
+from embedkit.session import OrtSession, SessionConfig, build_provider_options
+from embedkit.sources import file_sha256
+from embedkit.specs import KNOWN_SPECS, get_spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -626,7 +631,7 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
         },
         "provider": result.provider,
         "scores": result.scores,
-        "tasks": {name: asdict(task) for name, task in result.tasks.items()},
+        "tasks": {name: _undefined_as_null(asdict(task)) for name, task in result.tasks.items()},
         "forced": result.forced,
         "data_sha256": result.data_sha256,
         "scoring": {
@@ -638,6 +643,21 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
     if result.data_revision:
         body["data_revision"] = result.data_revision
     return records.new_record("score", body)
+
+
+def _undefined_as_null(value: Any) -> Any:
+    """`value` with NaN and infinities replaced by None, through dicts and lists.
+
+    mteb reports a metric that is undefined for a task as NaN (e.g. average precision of the 77-class
+    Banking77); JSON has no NaN, and mteb's own per-experiment entries write such metrics as null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _undefined_as_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_undefined_as_null(item) for item in value]
+    return value
 
 
 def write_score_record(result: ScoreResult, embedder: Embedder, out_dir: Path | str | None = None) -> Path:
@@ -710,12 +730,6 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
     The variant is resolved as `embedkit.load` would resolve it here, and its ONNX file is hashed:
     a file that differs from the recorded sha256 is refused.
     """
-    from embedkit.export import get_variant
-    from embedkit.models import embedder_for
-    from embedkit.session import OrtSession, SessionConfig
-    from embedkit.sources import file_sha256
-    from embedkit.specs import get_spec
-
     recorded_spec, recorded_variant = record["model"]["spec"], record["model"]["variant"]
     spec = get_spec(_spec_location(recorded_spec))
     current_spec = json.loads(json.dumps(asdict(spec), default=str))
@@ -735,8 +749,6 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
 
 def _spec_location(recorded_spec: Mapping[str, Any]) -> str:
     """What `get_spec` finds the recorded spec by: its name when known, else its local path or hub id."""
-    from embedkit.specs import KNOWN_SPECS
-
     source = recorded_spec.get("source", {})
     if recorded_spec["name"] in KNOWN_SPECS:
         return recorded_spec["name"]
@@ -746,6 +758,11 @@ def _spec_location(recorded_spec: Mapping[str, Any]) -> str:
 def _require_same_data(record: Mapping[str, Any], tasks: Sequence[str]) -> None:
     """The data the record was scored on must be the data a re-run would read now."""
     hub = record.get("data_revision", {})
+    if hub and data_dir() is not None:
+        raise RecordMismatchError(
+            f"record {record['record_id']} scored {sorted(hub)} from the hub, but EMBEDKIT_DATA names a local mirror"
+            " that would replace that data: unset it"
+        )
     for name, dataset in hub.items():
         current = mteb.get_task(name).metadata.dataset
         if (current["path"], current["revision"]) != (dataset["path"], dataset["revision"]):
@@ -780,11 +797,12 @@ def task_scores(frame: pd.DataFrame, reference_variant: str = REFERENCE_VARIANT)
     """One row per (score record, task) of a records frame (`records.load_frame`), with the score's
     delta to the reference variant of the same model and provider (its latest record, when there is one).
 
-    Columns: the record's identity, task, score, reference_score, delta (NaN without a reference).
+    Columns: the record's identity, task, score, reference_score, delta (NaN without a reference),
+    reference_record_id.
     """
     import pandas as pd
 
-    columns = [*_TASK_FRAME_IDENTITY, "task", "score", "reference_score", "delta"]
+    columns = [*_TASK_FRAME_IDENTITY, "task", "score", "reference_score", "delta", "reference_record_id"]
     scored = frame[frame["kind"] == "score"] if "kind" in frame else frame.iloc[0:0]
     task_columns = [column for column in scored.columns if column.startswith("scores.")]
     if scored.empty or not task_columns:
@@ -796,8 +814,8 @@ def task_scores(frame: pd.DataFrame, reference_variant: str = REFERENCE_VARIANT)
     reference = (
         long[long["variant"] == reference_variant]
         .sort_values("created_at")
-        .drop_duplicates(subset=key, keep="last")[[*key, "score"]]
-        .rename(columns={"score": "reference_score"})
+        .drop_duplicates(subset=key, keep="last")[[*key, "score", "record_id"]]
+        .rename(columns={"score": "reference_score", "record_id": "reference_record_id"})
     )
     table = long.merge(reference, on=key, how="left")
     table["delta"] = table["score"] - table["reference_score"]
@@ -805,8 +823,11 @@ def task_scores(frame: pd.DataFrame, reference_variant: str = REFERENCE_VARIANT)
 
 
 def scores_frame(*sources: Path | str, reference_variant: str = REFERENCE_VARIANT) -> pd.DataFrame:
-    """`task_scores` of every score record under `sources` (other kinds are not read)."""
-    paths = score_record_paths(*sources)
+    """`task_scores` of every score record under `sources` (other kinds are not read).
+
+    A source that does not exist (e.g. a results tree nothing has written to yet) holds no records.
+    """
+    paths = score_record_paths(*(source for source in sources if Path(source).exists()))
     return task_scores(records.load_frame(*paths) if paths else records.records_frame([]), reference_variant)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from embedkit import provenance as provenance_module
 from embedkit import stats
+from embedkit.errors import EmbedkitError
 from embedkit.paths import results_dir
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ STAGES: tuple[str, ...] = ("tokenize", "feeds", "run", "pool", "total")
 SAMPLE_ENCODING = "f32le+zlib+base64"
 
 
-class RecordError(Exception):
+class RecordError(EmbedkitError):
     """A record file or object that embedkit cannot use; `path` names the file when there is one."""
 
     def __init__(self, message: str, path: Path | None = None) -> None:

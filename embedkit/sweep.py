@@ -28,8 +28,7 @@ from .records import RecordError, read_record, write_text_atomically
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = {"export": "01_export.ipynb", "quality": "03_quality.ipynb", "profile": "02_profile.ipynb"}
-KERNELS = {"OpenVINOExecutionProvider": "embedkit-openvino"}  # providers whose onnxruntime lives apart
-DEFAULT_KERNEL = "embedkit"
+KERNEL = "embedkit"
 RUN_FILE = "run.json"
 EXECUTED = "executed.ipynb"
 
@@ -70,7 +69,14 @@ SWEEP_SCHEMA: dict[str, Any] = {
         "quality": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"tasks": _STRINGS, "force": {"type": "boolean"}, "batch_size": {"type": "integer", "minimum": 1}},
+            "properties": {
+                "tasks": _STRINGS,
+                "force": {"type": "boolean"},
+                "batch_size": {"type": "integer", "minimum": 1},
+                # Providers to score on (default: all the sweep's). Scoring needs mteb in the provider's
+                # environment, which the separate OpenVINO/CUDA venvs do not carry.
+                "providers": _STRINGS,
+            },
         },
     },
 }
@@ -84,7 +90,6 @@ class SweepConfigError(ValueError):
 class Run:
     stage: str  # export | quality | profile
     parameters: dict[str, Any]
-    kernel: str = DEFAULT_KERNEL
 
     @property
     def notebook(self) -> str:
@@ -128,6 +133,7 @@ def expand(config: dict[str, Any], providers: Iterable[str]) -> list[Run]:
     profile = config.get("profile", {})
     quality = config.get("quality", {})
     options = {resolve_provider(k): v for k, v in config.get("provider_options", {}).items()}
+    scored = {resolve_provider(p) for p in quality.get("providers", providers)}
     runs: list[Run] = []
     for model in config["models"]:
         variants = model.get("variants", ["fp32"])
@@ -136,10 +142,9 @@ def expand(config: dict[str, Any], providers: Iterable[str]) -> list[Run]:
             for provider in providers:
                 point = {"model": model["name"], "variant": variant, "provider": provider,
                          "provider_options": options.get(provider, {})}
-                if quality.get("tasks"):
+                if quality.get("tasks") and provider in scored:
                     runs.append(Run("quality", {**point, "tasks": quality["tasks"], "force": quality.get("force", False),
-                                                "batch_size": quality.get("batch_size", 32)},
-                                    KERNELS.get(provider, DEFAULT_KERNEL)))
+                                                "batch_size": quality.get("batch_size", 32)}))
                 if profile:
                     runs.append(Run("profile", {**point, **profile}))
     return sorted(runs, key=lambda run: list(NOTEBOOKS).index(run.stage))
@@ -170,7 +175,7 @@ def execute_run(run: Run, run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) ->
             str(notebooks_dir / run.notebook),
             str(run_dir / EXECUTED),
             parameters={**run.parameters, "out_dir": str(run_dir)},
-            kernel_name=run.kernel,
+            kernel_name=KERNEL,
             cwd=str(run_dir),
             progress_bar=False,
         )
@@ -183,7 +188,7 @@ def execute_run(run: Run, run_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) ->
         outcome.state = "failed"
         outcome.error = {"type": getattr(exc, "ename", type(exc).__name__),
                          "message": str(getattr(exc, "evalue", exc))[:2000]}
-    status = {**asdict(outcome), "notebook": run.notebook, "parameters": run.parameters, "kernel": run.kernel,
+    status = {**asdict(outcome), "notebook": run.notebook, "parameters": run.parameters, "kernel": KERNEL,
               "executed_notebook": EXECUTED, "started_at": started, "finished_at": _now()}
     write_text_atomically(run_dir / RUN_FILE, json.dumps(status, indent=1, sort_keys=True))
     return outcome
@@ -271,26 +276,16 @@ def _parallel(runs: list[Run], sweep_dir: Path, notebooks_dir: Path, scheduler: 
 
 def available_providers(config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     """Required providers, plus the optional ones some environment on this machine provides."""
+    from .environments import Environments
     from .session import resolve_provider
 
-    import onnxruntime
-
-    here = set(onnxruntime.get_available_providers())
-    required = config.get("providers", ["CPU"])
-    chosen = list(required)
+    environments = Environments()
+    provided = {provider for environment in environments.available() for provider in environment.providers}
+    chosen = list(config.get("providers", ["CPU"]))
     skipped: dict[str, str] = {}
     for name in config.get("optional_providers", []):
-        provider = resolve_provider(name)
-        if provider in here or _kernel_available(KERNELS.get(provider)):
+        if resolve_provider(name) in provided:
             chosen.append(name)
         else:
-            skipped[provider] = "no environment on this machine provides it"
+            skipped[resolve_provider(name)] = "no environment on this machine provides it"
     return chosen, skipped
-
-
-def _kernel_available(kernel: str | None) -> bool:
-    if kernel is None:
-        return False
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return kernel in KernelSpecManager().find_kernel_specs()

@@ -182,6 +182,26 @@ def test_score_needs_details_for_every_score() -> None:
         records.new_record("score", body)
 
 
+def test_score_from_the_hub_names_dataset_revisions_instead_of_files(tmp_path: Path) -> None:
+    hub = {
+        "data_sha256": {},
+        "data_revision": {
+            "STSBenchmark": {"path": "mteb/stsbenchmark-sts", "revision": "b0fddb56ed78048fa8b90373c8a3cfc37b684831"},
+            "BIOSSES": {"path": "mteb/biosses-sts", "revision": "d3fb88f8f02e40887cd149695127462bbcf29b4a"},
+        },
+        "scoring": {"batch_size": 32, "provider_options": {}, "providers": ["CPUExecutionProvider"]},
+    }
+    score = records.new_record("score", {**score_body(), **hub})
+    assert records.read_record(records.write_record(score, tmp_path)) == score
+
+    unidentified = {**score_body(), "data_sha256": {}}
+    with pytest.raises(records.InvalidRecordError, match=r"no data_sha256 and no data_revision for \['BIOSSES'"):
+        records.new_record("score", unidentified)
+    stray = {**score_body(), "data_revision": {"SciFact": {"path": "mteb/scifact", "revision": "abc"}}}
+    with pytest.raises(records.InvalidRecordError, match="SciFact"):
+        records.new_record("score", stray)
+
+
 @pytest.mark.parametrize(("version", "word"), [(records.SCHEMA_VERSION + 1, "newer"), (0, "older")])
 def test_other_schema_versions_give_a_clear_error(profile: dict[str, Any], tmp_path: Path, version, word) -> None:
     path = tmp_path / "other.record.json"
