@@ -93,6 +93,19 @@ def shifted(base: dict[str, float], delta: float, jitter: tuple[float, ...] = (0
 MINILM_SCORES = {"STSBenchmark": 0.82, "SICK-R": 0.78, "BIOSSES": 0.81, "SciFact": 0.64}
 
 
+# The frontier of `small_sweep`, per machine, as the tradeoff names its points.
+SMALL_SWEEP_FRONTIER = {
+    "linux-box": [
+        "paraphrase-MiniLM-L3-v2:int8 · CPU",
+        "all-MiniLM-L6-v2:int8 · CPU",
+        "all-MiniLM-L6-v2:int8-pc · CPU",
+        "all-MiniLM-L6-v2:fp32 · OpenVINO",
+    ],
+    # Slower than everything on linux-box would make it dominated there; on its own machine it is not.
+    "mac-m2": ["all-MiniLM-L6-v2:int8 · CPU", "all-MiniLM-L6-v2:fp32 · CPU"],
+}
+
+
 def small_sweep(directory: Path) -> dict[str, dict[str, Any]]:
     """A sweep on two machines, written under `directory`; returns the records by a short name.
 

@@ -16,7 +16,9 @@ from matplotlib.text import Annotation
 
 from embedkit import notebook as nb
 from embedkit import plots, records, report
-from records_factory import CPU, MINILM_SCORES, OPENVINO, TASKS, profile_record, score_record, small_sweep
+from records_factory import (
+    CPU, MINILM_SCORES, OPENVINO, SMALL_SWEEP_FRONTIER, TASKS, profile_record, score_record, small_sweep,
+)
 
 # --- the frontier -------------------------------------------------------------------------------
 
@@ -102,16 +104,7 @@ def test_points_carry_the_records_numbers(tradeoff: plots.Tradeoff, sweep) -> No
 
 
 def test_frontier_is_computed_within_each_machine(tradeoff: plots.Tradeoff) -> None:
-    assert tradeoff.frontier() == {
-        "linux-box": [
-            "paraphrase-MiniLM-L3-v2:int8 · CPU",
-            "all-MiniLM-L6-v2:int8 · CPU",
-            "all-MiniLM-L6-v2:int8-pc · CPU",
-            "all-MiniLM-L6-v2:fp32 · OpenVINO",
-        ],
-        # Slower than everything on linux-box would make it dominated there; on its own machine it is not.
-        "mac-m2": ["all-MiniLM-L6-v2:int8 · CPU", "all-MiniLM-L6-v2:fp32 · CPU"],
-    }
+    assert tradeoff.frontier() == SMALL_SWEEP_FRONTIER
 
 
 def test_throughput_uses_the_largest_batch_and_the_rate(frame: pd.DataFrame, sweep) -> None:

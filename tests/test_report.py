@@ -14,7 +14,7 @@ import scrapbook
 
 from embedkit import cli, report
 from embedkit.errors import EmbedkitError
-from records_factory import small_sweep
+from records_factory import SMALL_SWEEP_FRONTIER, small_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +46,7 @@ def test_report_scraps_hold_the_answer(published) -> None:
     sweep_dir, made, result = published
     scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(result["notebook"]).scraps.items()}
     assert scraps["n_points"] == result["n_points"] == 8
-    assert scraps["frontier"] == result["frontier"] == {
-        "linux-box": [
-            "paraphrase-MiniLM-L3-v2:int8 · CPU",
-            "all-MiniLM-L6-v2:int8 · CPU",
-            "all-MiniLM-L6-v2:int8-pc · CPU",
-            "all-MiniLM-L6-v2:fp32 · OpenVINO",
-        ],
-        "mac-m2": ["all-MiniLM-L6-v2:int8 · CPU", "all-MiniLM-L6-v2:fp32 · CPU"],
-    }
+    assert scraps["frontier"] == result["frontier"] == SMALL_SWEEP_FRONTIER
     assert scraps["tasks"] == ["BIOSSES", "SICK-R", "STSBenchmark", "SciFact"]
     assert scraps["figures"] == result["figures"]
     assert {machine["machine_id"] for machine in scraps["machines"]} == {"linux-box", "mac-m2"}
