@@ -638,6 +638,7 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
             "batch_size": result.batch_size,
             "provider_options": build_provider_options(session.requested_providers[0], session.config.provider_options),
             "providers": result.providers,
+            "intra_op_threads": session.config.intra_op_threads,  # null: ONNX Runtime's default
         },
     }
     if result.data_revision:
@@ -743,8 +744,10 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
             f"variant {spec.name}:{variant.name} on disk ({variant.path}) has sha256 {on_disk}, but record "
             f"{record['record_id']} scored {recorded_variant['sha256']}: the variant changed, so re-score it"
         )
-    options = record.get("scoring", {}).get("provider_options", {})
-    return embedder_for(spec, variant, OrtSession(variant.path, SessionConfig(record["provider"], options)))
+    scoring = record.get("scoring", {})
+    config = SessionConfig(record["provider"], scoring.get("provider_options", {}),
+                           intra_op_threads=scoring.get("intra_op_threads"))
+    return embedder_for(spec, variant, OrtSession(variant.path, config))
 
 
 def _spec_location(recorded_spec: Mapping[str, Any]) -> str:
