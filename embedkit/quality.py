@@ -58,6 +58,7 @@ class ModelSpecLike(Protocol):
 class VariantLike(Protocol):
     name: str
     sha256: str
+    manifest: Mapping[str, Any]
     parity: Mapping[str, Any] | None
 
 
@@ -93,7 +94,9 @@ class EmbeddingCache:
     """Embeddings keyed by (variant sha256, provider, sha256 of prompt + text), in one SQLite file.
 
     A variant's sha256 changes whenever its weights or graph change, so a changed variant simply
-    misses; the provider is part of the key because execution providers round differently.
+    misses; the provider is part of the key because execution providers round differently. The key
+    assumes a text's embedding does not depend on the other texts in its batch: `score` does not
+    cache variants for which that is false (see `embeds_independently_of_batch`).
     """
 
     _LOOKUP_CHUNK = 500  # stays under SQLite's bound-parameter limit
@@ -145,6 +148,17 @@ class EmbeddingCache:
 def text_key(prompt: str | None, text: str) -> str:
     """sha256 of what the model reads: the prompt and the text, unambiguously delimited."""
     return hashlib.sha256(json.dumps([prompt or "", text], ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+# ONNX ops that quantize activations with one scale over the whole input tensor, i.e. over every text
+# in the batch and its padding (ORT's dynamic int8 quantization): a text's embedding then changes with
+# its batch mates (all-MiniLM-L6-v2 int8: cosine 0.99 between a text embedded alone and in a pair).
+BATCH_DEPENDENT_OPS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeMatMul"})
+
+
+def embeds_independently_of_batch(variant: VariantLike) -> bool:
+    """True when each text's embedding is a function of the text alone, so that it may be cached."""
+    return not BATCH_DEPENDENT_OPS & set(variant.manifest["graph"]["op_histogram"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +446,7 @@ class ScoreResult:
     parity: dict[str, Any] | None
     forced: bool  # scored although the variant failed its parity gate
     batch_size: int
+    embedding_cache: bool  # whether embeddings could come from (and went to) the embedding cache
     tasks: dict[str, TaskScore] = field(default_factory=dict)
 
     @property
@@ -507,7 +522,9 @@ def score(
     results/<model name>/<revision>/<task>.json; for local data a `<task>.data.sha256` file
     (sha256sum format) beside it names the mirror files, since the JSON carries the hub revision.
     A variant whose parity gate failed is refused unless `force`. `use_cache=False` re-encodes
-    everything, e.g. to time pure encoding or to re-verify a record.
+    everything, e.g. to time pure encoding or to re-verify a record. Variants whose embeddings depend
+    on their batch (dynamic int8) are never cached: their scores depend on which texts share a batch,
+    so they are reproducible only when every run batches the same texts the same way.
     """
     parity = dict(embedder.variant.parity) if embedder.variant.parity is not None else None
     parity_failed = parity is not None and parity.get("passed") is not True
@@ -516,7 +533,7 @@ def score(
             f"variant {embedder.variant.name} of {embedder.spec.name} failed its parity gate ({parity});"
             " pass force=True to score it anyway"
         )
-    cache = EmbeddingCache.default() if use_cache else None
+    cache = EmbeddingCache.default() if use_cache and embeds_independently_of_batch(embedder.variant) else None
     encoder = EmbedkitEncoder(embedder, cache=cache)
     result_cache = mteb.ResultCache(output_dir or results_dir() / "quality")
     try:
@@ -538,6 +555,7 @@ def score(
         parity=parity,
         forced=parity_failed,
         batch_size=batch_size,
+        embedding_cache=cache is not None,
         tasks=scores,
     )
 
@@ -639,6 +657,7 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
             "provider_options": build_provider_options(session.requested_providers[0], session.config.provider_options),
             "providers": result.providers,
             "intra_op_threads": session.config.intra_op_threads,  # null: ONNX Runtime's default
+            "embedding_cache": result.embedding_cache,
         },
     }
     if result.data_revision:

@@ -44,9 +44,11 @@ class HashingEmbedder:
         prompts: dict[str, str] | None = None,
         parity: dict | None = None,
         name: str = "test-org/hashing-model",
+        ops: dict[str, int] | None = None,
     ) -> None:
         self.spec = SimpleNamespace(name=name, prompts=prompts or {})
-        self.variant = SimpleNamespace(name="fp32", sha256=sha256, parity=parity)
+        manifest = {"graph": {"op_histogram": ops or {"MatMul": 1}}}
+        self.variant = SimpleNamespace(name="fp32", sha256=sha256, manifest=manifest, parity=parity)
         self.dim = 64
         self.providers = list(providers)
         self.calls: list[tuple[list[str], str | None]] = []
@@ -210,6 +212,15 @@ def test_score_writes_mteb_results_with_provenance(mirror: Path, tmp_path: Path)
     rescored = quality.score(embedder, ["BIOSSES"])
     assert rescored.tasks["BIOSSES"].texts_encoded == 0 and rescored.tasks["BIOSSES"].encode_seconds == 0
     assert rescored.scores == result.scores
+
+
+def test_variants_whose_embeddings_depend_on_the_batch_are_not_cached(mirror: Path) -> None:
+    dynamic_int8 = HashingEmbedder(ops={"DynamicQuantizeLinear": 12, "MatMulInteger": 36})
+    first = quality.score(dynamic_int8, ["BIOSSES"])
+    again = quality.score(dynamic_int8, ["BIOSSES"])
+    assert first.embedding_cache is again.embedding_cache is False
+    assert again.tasks["BIOSSES"].texts_encoded == first.tasks["BIOSSES"].texts_encoded > 0
+    assert quality.score(HashingEmbedder(), ["BIOSSES"]).embedding_cache is True
 
 
 def test_failed_parity_is_refused_unless_forced(mirror: Path) -> None:
