@@ -11,28 +11,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from embedkit.errors import LocalDataError, MissingDataFileError, RowCountError
 from embedkit.paths import data_dir
 
 Record = TypeVar("Record")
 Row = TypeVar("Row")
+Number = TypeVar("Number", int, float)
 
 
-class LocalDataError(ValueError):
-    """The local data mirror is not set, or a file in it is not what MTEB reads."""
-
-
-class MissingDataFileError(LocalDataError, FileNotFoundError):
-    """A file an MTEB task needs is absent from the mirror."""
-
-
-class RowCountError(LocalDataError):
-    """A file has a different number of rows than the MTEB task uses."""
+class _FieldError(Exception):
+    """One field of one record is absent or unreadable; `_convert` adds the file and line."""
 
 
 class STSPair(NamedTuple):
@@ -120,7 +116,7 @@ def read_stsbenchmark(root: Path | None = None) -> list[STSPair]:
     Sentences contain bare double quotes, and some rows carry two extra licence columns.
     """
     path = _required(root, STSBENCHMARK_TEST, "STSBenchmark")
-    rows = _convert(path, _tsv_rows(path), lambda row: STSPair(row[5], row[6], float(row[4])))
+    rows = _convert(path, _tsv_rows(path), _stsbenchmark_pair)
     return _checked(path, rows, STSBENCHMARK_TEST[1], "STSBenchmark")
 
 
@@ -191,7 +187,7 @@ def read_banking77(root: Path | None = None) -> ClassificationData:
     splits: dict[str, list[tuple[str, str]]] = {}
     for split, spec in (("train", BANKING77_TRAIN), ("test", BANKING77_TEST)):
         path = _required(root, spec, "Banking77Classification")
-        rows = _convert(path, _csv_records(path), lambda record: (record["text"], record["category"]))
+        rows = _convert(path, _csv_records(path), _labelled_text)
         splits[split] = _checked(path, rows, spec[1], "Banking77Classification")
     label_names = sorted({category for rows in splits.values() for _, category in rows})
     if len(label_names) != BANKING77_LABELS:
@@ -254,64 +250,131 @@ def _convert(path: Path, records: Iterable[tuple[int, Record]], make: Callable[[
     for line, record in records:
         try:
             converted.append(make(record))
-        except (IndexError, KeyError, ValueError, TypeError) as error:
-            raise LocalDataError(f"{path}, line {line}: unreadable record ({error!r})") from error
+        except _FieldError as error:
+            raise LocalDataError(f"{path}, line {line}: {error}") from error
     return converted
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Name the file when its bytes are not UTF-8 or the csv module cannot split them."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise LocalDataError(f"{path}: not UTF-8 text ({error.reason})") from error
+    except csv.Error as error:
+        raise LocalDataError(f"{path}: {error}") from error
 
 
 def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     # QUOTE_NONE: the STS files contain bare double quotes that are part of the text.
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8", newline="") as handle, _reading(path):
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in reader:
             yield reader.line_num, row
 
 
 def _tsv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8", newline="") as handle, _reading(path):
         yield from _complete_records(path, csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     # RFC-4180 quoting: some Banking77 texts hold newlines inside quotes, so lines are not rows.
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8", newline="") as handle, _reading(path):
         yield from _complete_records(path, csv.DictReader(handle))
 
 
 def _complete_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:
-    # DictReader fills the columns a short (e.g. truncated) row lacks with None: refuse it here,
-    # before a None slips through as a sentence.
+    # DictReader fills the columns a short (e.g. truncated) row lacks with None, and files a long
+    # row's surplus under the key None (a stray tab shifts every later column): refuse both here,
+    # before a None or a shifted field slips through as a sentence.
     for record in reader:
         if None in record.values():
             raise LocalDataError(f"{path}, line {reader.line_num}: fewer fields than the header")
+        if None in record:
+            raise LocalDataError(f"{path}, line {reader.line_num}: more fields than the header")
         yield reader.line_num, record
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8") as handle, _reading(path):
         for line_number, line in enumerate(handle, start=1):
             if line.strip():
-                yield line_number, json.loads(line)
+                yield line_number, _json_object(path, line_number, line)
+
+
+def _json_object(path: Path, line_number: int, line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise LocalDataError(f"{path}, line {line_number}: not JSON ({error.msg}, column {error.colno})") from error
+    if not isinstance(record, dict):
+        raise LocalDataError(f"{path}, line {line_number}: a JSON {type(record).__name__}, not an object")
+    return record
+
+
+def _field(record: Mapping[str, object] | Sequence[str], key: str | int) -> object:
+    try:
+        return record[key]  # type: ignore[index]  # a str key for records, an int index for rows
+    except (KeyError, IndexError):
+        raise _FieldError(f"no field {key!r}") from None
+
+
+def _text(record: Mapping[str, object] | Sequence[str], key: str | int) -> str:
+    value = _field(record, key)
+    if not isinstance(value, str):
+        raise _FieldError(f"field {key!r} is {value!r}, not text")
+    return value
+
+
+def _identifier(record: Mapping[str, object], key: str) -> str:
+    # BEIR ids are strings, but some corpora write numeric ids as JSON numbers.
+    value = _field(record, key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _FieldError(f"field {key!r} is {value!r}, not an id")
+    return str(value)
+
+
+def _parsed(record: Mapping[str, object] | Sequence[str], key: str | int, parse: Callable[[str], Number]) -> Number:
+    text = _text(record, key)
+    try:
+        value = parse(text)
+    except ValueError:
+        raise _FieldError(f"field {key!r} is {text!r}, not a valid {parse.__name__}") from None
+    if not math.isfinite(value):  # "nan" and "inf" parse, but no score or relevance is either
+        raise _FieldError(f"field {key!r} is {text!r}, not a finite number")
+    return value
+
+
+def _stsbenchmark_pair(row: list[str]) -> STSPair:
+    return STSPair(_text(row, 5), _text(row, 6), _parsed(row, 4, float))
 
 
 def _sts_pair(record: dict[str, str]) -> STSPair:
-    return STSPair(record["sentence1"], record["sentence2"], float(record["score"]))
+    return STSPair(_text(record, "sentence1"), _text(record, "sentence2"), _parsed(record, "score", float))
 
 
 def _sick_pair(record: dict[str, str]) -> STSPair:
-    return STSPair(record["sentence_A"], record["sentence_B"], float(record["relatedness_score"]))
+    return STSPair(
+        _text(record, "sentence_A"), _text(record, "sentence_B"), _parsed(record, "relatedness_score", float)
+    )
 
 
 def _qrel(record: dict[str, str]) -> tuple[str, str, int]:
-    return record["query-id"], record["corpus-id"], int(record["score"])
+    return _text(record, "query-id"), _text(record, "corpus-id"), _parsed(record, "score", int)
+
+
+def _labelled_text(record: dict[str, str]) -> tuple[str, str]:
+    return _text(record, "text"), _text(record, "category")
 
 
 def _document(record: dict) -> Document:
-    return Document(str(record["_id"]), record.get("title") or "", record["text"])
+    return Document(_identifier(record, "_id"), record.get("title") or "", _text(record, "text"))
 
 
 def _query(record: dict) -> Query:
-    return Query(str(record["_id"]), record["text"])
+    return Query(_identifier(record, "_id"), _text(record, "text"))
 
 
 def _file_sha256(path: Path) -> str:

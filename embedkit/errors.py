@@ -1,4 +1,4 @@
-"""The errors embedkit raises: each names the file, provider or argument at fault."""
+"""The errors embedkit raises: each names the file (and line or key, where one applies), provider or argument at fault."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ class ProviderUnavailableError(EmbedkitError, RuntimeError):
 
 class SourceUnavailableError(EmbedkitError, RuntimeError):
     """A model source (pip package, hub repo, local dir) cannot be reached or read."""
+
+
+class LocalDataError(EmbedkitError, ValueError):
+    """The local data mirror is not set, or a file in it is not what MTEB reads."""
+
+
+class MissingDataFileError(LocalDataError, FileNotFoundError):
+    """A file an MTEB task needs is absent from the mirror."""
+
+
+class RowCountError(LocalDataError):
+    """A file has a different number of rows than the MTEB task uses."""
 
 
 class ParityError(EmbedkitError, RuntimeError):

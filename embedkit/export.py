@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import ModelFileError
 from .paths import models_dir
-from .sources import file_sha256, materialize, tree_sha256
+from .sources import file_sha256, materialize, pytorch_checkpoint, read_json, tree_sha256
 from .specs import ModelSpec
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
@@ -52,7 +52,7 @@ class Variant:
     def parity(self) -> dict[str, Any] | None:
         """The stored parity-gate result, or None when the gate has not run."""
         parity_file = self.directory / PARITY
-        return json.loads(parity_file.read_text()) if parity_file.is_file() else None
+        return read_json(parity_file, "parity result") if parity_file.is_file() else None
 
 
 def library_versions(names: tuple[str, ...] = EXPORT_LIBRARIES) -> dict[str, str | None]:
@@ -124,7 +124,7 @@ def get_variant(spec: ModelSpec, variant: str = "fp32", quantization_arch: str |
     """The variant's ONNX file, exporting it (and the fp32 it derives from) on first use."""
     if spec.is_onnx_only:
         return packaged_variant(spec, variant)
-    checkpoint = materialize(spec)
+    checkpoint = pytorch_checkpoint(spec)
     checkpoint_sha = tree_sha256(checkpoint)
     options = recipe(variant, quantization_arch)
     target = _variant_dir(spec, variant, checkpoint_sha, options)
@@ -242,11 +242,7 @@ def _manifest(
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
-    manifest_file = directory / MANIFEST
-    try:
-        return json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"corrupt variant manifest {manifest_file}: {exc}") from exc
+    return read_json(directory / MANIFEST, "variant manifest")
 
 
 def _read_variant(variant: str, directory: Path) -> Variant:

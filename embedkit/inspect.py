@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ModelFileError
+
 COREML_MAX_DIMENSION = 16_384
 
 
@@ -21,11 +23,13 @@ def _load(model_path: Path, with_weights: bool = False):
     import onnx
 
     try:
-        return onnx.load(str(model_path), load_external_data=with_weights)
+        model = onnx.load(str(model_path), load_external_data=with_weights)
     except Exception as exc:  # DecodeError and friends from protobuf
-        from .errors import ModelFileError
-
         raise ModelFileError(f"cannot parse ONNX file {model_path}: {exc}") from exc
+    # Protobuf parses an empty file, or one cut at a field boundary, as a model without nodes.
+    if not model.graph.node:
+        raise ModelFileError(f"ONNX file {model_path} has no graph nodes: it is empty or truncated")
+    return model
 
 
 def _initializer_sizes(graph) -> dict[str, tuple[int, ...]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from .errors import ModelFileError
 from .export import Variant, get_variant
 from .pooling import read_pooling_mode
 from .session import OrtSession, SessionConfig
-from .sources import materialize
+from .sources import materialize, read_json
 from .specs import ModelSpec, get_spec
 from .tokenizer import Tokenizer, read_max_seq_length
 
@@ -25,15 +24,19 @@ def tokenizer_dir(spec: ModelSpec) -> Path:
 
 
 def pooling_mode(spec: ModelSpec) -> str:
+    """The spec's pooling, else the checkpoint's 1_Pooling/config.json; never a silent default."""
     if spec.pooling:
         return spec.pooling
     config = materialize(spec) / "1_Pooling" / "config.json"
     if not config.is_file():
         raise ModelFileError(f"{spec.name}: no pooling in the spec and no {config}; set the spec's pooling")
+    content = read_json(config, "pooling config")
+    if not isinstance(content, dict):
+        raise ModelFileError(f"pooling config {config} is a JSON {type(content).__name__}, not an object")
     try:
-        return read_pooling_mode(json.loads(config.read_text()))
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"malformed pooling config {config}: {exc}") from exc
+        return read_pooling_mode(content)
+    except ValueError as exc:
+        raise ModelFileError(f"pooling config {config}: {exc}") from exc
 
 
 def max_seq_length(spec: ModelSpec, variant: Variant) -> int:

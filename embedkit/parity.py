@@ -18,7 +18,7 @@ import numpy as np
 from .embedder import Embedder
 from .errors import ParityError
 from .export import PARITY, Variant, library_versions
-from .sources import materialize
+from .sources import pytorch_checkpoint
 from .specs import ModelSpec, reference_of
 
 _LONG = (
@@ -79,7 +79,7 @@ def reference_model(spec: ModelSpec):
     reference = reference_of(spec)
     if reference is None:
         raise ParityError(f"{spec.name} ships only ONNX: there is no PyTorch checkpoint to compare with")
-    return _sentence_transformer(str(materialize(reference)), reference.trust_remote_code)
+    return _sentence_transformer(str(pytorch_checkpoint(reference)), reference.trust_remote_code)
 
 
 @lru_cache(maxsize=4)
@@ -87,7 +87,10 @@ def _sentence_transformer(checkpoint: str, trust_remote_code: bool):
     from sentence_transformers import SentenceTransformer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint is local; never reach for the hub
-    return SentenceTransformer(checkpoint, device="cpu", trust_remote_code=trust_remote_code)
+    # use_safetensors: never fall back to unpickling a pytorch_model.bin lying beside the weights.
+    return SentenceTransformer(
+        checkpoint, device="cpu", trust_remote_code=trust_remote_code, model_kwargs={"use_safetensors": True}
+    )
 
 
 def reference_embeddings(spec: ModelSpec, texts: Sequence[str]) -> np.ndarray:

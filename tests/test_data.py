@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from embedkit import data
+from embedkit.errors import EmbedkitError
 
 
 @pytest.fixture
@@ -159,19 +162,70 @@ def test_short_scifact_qrels_are_refused(mirror: Path, tmp_path: Path) -> None:
         data.read_scifact(tmp_path)
 
 
-def test_truncated_row_is_reported_by_file_and_line(mirror: Path, tmp_path: Path) -> None:
-    target = _copy_into(mirror, tmp_path, "stsbenchmark/sts-test.csv")
-    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[9] = "\t".join(lines[9].split("\t")[:5]) + "\n"  # cut off both sentences
-    target.write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(data.LocalDataError, match=r"sts-test\.csv, line 10"):
-        data.read_stsbenchmark(tmp_path)
+def _replace_line(path: Path, index: int, edit: Callable[[str], str]) -> None:
+    """Rewrite line `index` (0-based) of a scratch mirror file with `edit` (which gets it without its newline)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[index] = edit(lines[index])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_short_tsv_row_does_not_become_a_none_sentence(mirror: Path, tmp_path: Path) -> None:
-    target = _copy_into(mirror, tmp_path, "biosses/biosses.tsv")
-    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[5] = "\t".join(lines[5].split("\t")[:2]) + "\n"
-    target.write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(data.LocalDataError, match=r"biosses\.tsv, line 6: fewer fields"):
+def _fields(keep: int) -> Callable[[str], str]:
+    return lambda line: "\t".join(line.split("\t")[:keep])
+
+
+def _last_field(value: str) -> Callable[[str], str]:
+    return lambda line: "\t".join([*line.split("\t")[:-1], value])
+
+
+def _json_without(key: str) -> Callable[[str], str]:
+    return lambda line: json.dumps({k: v for k, v in json.loads(line).items() if k != key})
+
+
+@pytest.mark.parametrize(
+    ("relative", "index", "edit", "read", "message"),
+    [
+        # STSBenchmark has no header: positional fields, line 10 is row 10.
+        ("stsbenchmark/sts-test.csv", 9, _fields(5), data.read_stsbenchmark, r"sts-test\.csv, line 10: no field 5"),
+        ("biosses/biosses.tsv", 5, _fields(2), data.read_biosses,
+         r"biosses\.tsv, line 6: fewer fields than the header"),
+        ("biosses/biosses.tsv", 5, lambda line: line + "\textra", data.read_biosses,
+         r"biosses\.tsv, line 6: more fields than the header"),
+        ("biosses/biosses.tsv", 3, _last_field("n/a"), data.read_biosses,
+         r"biosses\.tsv, line 4: field 'score' is 'n/a', not a valid float"),
+        ("biosses/biosses.tsv", 3, _last_field("nan"), data.read_biosses,
+         r"biosses\.tsv, line 4: field 'score' is 'nan', not a finite number"),
+        ("sick/SICK_train.txt", 0, lambda header: header.replace("relatedness_score", "relatedness"), data.read_sick_r,
+         r"SICK_train\.txt, line 2: no field 'relatedness_score'"),
+        ("scifact/qrels/test.tsv", 7, _last_field("1.0"), data.read_scifact,
+         r"test\.tsv, line 8: field 'score' is '1\.0', not a valid int"),
+        ("scifact/corpus.jsonl", 2, lambda line: line[: len(line) // 2], data.read_scifact,
+         r"corpus\.jsonl, line 3: not JSON \(.+, column \d+\)"),
+        ("scifact/corpus.jsonl", 2, _json_without("text"), data.read_scifact,
+         r"corpus\.jsonl, line 3: no field 'text'"),
+        ("scifact/queries.jsonl", 4, lambda line: "[1, 2]", data.read_scifact,
+         r"queries\.jsonl, line 5: a JSON list, not an object"),
+    ],
+    ids=["sts-short-row", "tsv-short-row", "tsv-long-row", "non-numeric-score", "nan-score", "missing-column",
+         "non-integer-relevance", "truncated-json", "json-missing-key", "json-not-an-object"],
+)
+def test_malformed_row_names_the_file_line_and_field(
+    mirror: Path, tmp_path: Path, relative: str, index: int, edit: Callable[[str], str],
+    read: Callable[[Path], object], message: str,
+) -> None:
+    # The damaged file is cut to a few rows: the malformed one must be reported before the row count.
+    # The task's other files are copied whole, so that only the damage can fail the read.
+    task = next(task for task, files in data.TASK_FILES.items() if relative in files)
+    for other in data.TASK_FILES[task]:
+        if other != relative:
+            _copy_into(mirror, tmp_path, other)
+    _replace_line(_copy_into(mirror, tmp_path, relative, keep_lines=20), index, edit)
+    with pytest.raises(data.LocalDataError, match=message) as caught:
+        read(tmp_path)
+    assert isinstance(caught.value, EmbedkitError)
+
+
+def test_non_utf8_file_is_named(mirror: Path, tmp_path: Path) -> None:
+    target = _copy_into(mirror, tmp_path, "biosses/biosses.tsv", keep_lines=10)
+    target.write_bytes(target.read_bytes().replace(b"Craf", b"\xff\xfeCraf", 1))
+    with pytest.raises(data.LocalDataError, match=r"biosses\.tsv: not UTF-8 text"):
         data.read_biosses(tmp_path)
