@@ -82,7 +82,7 @@ def detect_quantization_arch() -> str:
     return "avx2"
 
 
-def recipe(variant: str, quantization_arch: str | None = None) -> dict[str, Any]:
+def recipe(variant: str, quantization_arch: str | None = None, quantize_from: str = "fp32") -> dict[str, Any]:
     """What a variant is made of: the options that go in its manifest and its key."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -94,6 +94,7 @@ def recipe(variant: str, quantization_arch: str | None = None) -> dict[str, Any]
             "arch": quantization_arch or detect_quantization_arch(),
             "is_static": False,
             "per_channel": variant == "int8-pc",
+            "source_variant": quantize_from,
         }
     elif variant == "fp16":
         base["float16"] = {"keep_io_types": True}
@@ -121,23 +122,24 @@ def _variant_dir(spec: ModelSpec, variant: str, checkpoint_sha: str, options: di
 
 
 def get_variant(spec: ModelSpec, variant: str = "fp32", quantization_arch: str | None = None) -> Variant:
-    """The variant's ONNX file, exporting it (and the fp32 it derives from) on first use."""
+    """The variant's ONNX file, exporting it (and the variant it derives from) on first use."""
     if spec.is_onnx_only:
         return packaged_variant(spec, variant)
     checkpoint = pytorch_checkpoint(spec)
     checkpoint_sha = tree_sha256(checkpoint)
-    options = recipe(variant, quantization_arch)
+    quantize_from = quantization_source(checkpoint) if variant.startswith("int8") else "fp32"
+    options = recipe(variant, quantization_arch, quantize_from)
     target = _variant_dir(spec, variant, checkpoint_sha, options)
     if (target / MANIFEST).is_file():
         return _read_variant(variant, target)
-    fp32 = None if variant == "fp32" else get_variant(spec, "fp32")
+    source = None if variant == "fp32" else get_variant(spec, quantize_from)
     with tempfile.TemporaryDirectory(dir=_ensure_parent(target), prefix=".export-") as scratch:
         work = Path(scratch)
-        produced = _produce(spec, variant, options, checkpoint, fp32, work)
+        produced = _produce(spec, variant, options, checkpoint, source, work)
         staging = work / "out"
         staging.mkdir()
         shutil.move(str(produced), staging / MODEL_FILE)
-        manifest = _manifest(spec, variant, options, checkpoint, checkpoint_sha, staging / MODEL_FILE, fp32)
+        manifest = _manifest(spec, variant, options, checkpoint, checkpoint_sha, staging / MODEL_FILE, source)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
@@ -149,16 +151,34 @@ def _ensure_parent(target: Path) -> Path:
     return target.parent
 
 
+def quantization_source(checkpoint: Path) -> str:
+    """The variant int8 variants quantize: O2 where ONNX Runtime's transformer optimizer knows the model.
+
+    ONNX Runtime's advice is to optimize before quantizing: O2 fuses each layer's attention into one
+    Attention node, which the quantizer turns into QAttention (one int8 QKV product) instead of three
+    MatMulInteger chains around an unfused float attention.
+    """
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+    from optimum.onnxruntime.utils import ORTConfigManager
+
+    model_type = str(read_json(checkpoint / "config.json", "model config").get("model_type", ""))
+    try:
+        ORTConfigManager.check_optimization_supported_model(model_type, AutoOptimizationConfig.O2())
+    except NotImplementedError:
+        return "fp32"
+    return "O2"
+
+
 def _produce(
-    spec: ModelSpec, variant: str, options: dict[str, Any], checkpoint: Path, fp32: Variant | None, work: Path
+    spec: ModelSpec, variant: str, options: dict[str, Any], checkpoint: Path, source: Variant | None, work: Path
 ) -> Path:
     if variant == "fp32":
         return _export_fp32(spec, checkpoint, work)
-    assert fp32 is not None
+    assert source is not None
     # optimum's optimizer and quantizer read config.json beside the ONNX file.
-    source_dir = work / "fp32"
+    source_dir = work / source.name
     source_dir.mkdir()
-    shutil.copy(fp32.path, source_dir / MODEL_FILE)
+    shutil.copy(source.path, source_dir / MODEL_FILE)
     shutil.copy(checkpoint / "config.json", source_dir / "config.json")
     if "optimization_level" in options:
         return _optimize(source_dir, variant, work)
@@ -201,10 +221,24 @@ def _quantize(source_dir: Path, quantization: dict[str, Any], work: Path) -> Pat
 
     preset = getattr(AutoQuantizationConfig, quantization["arch"])
     config = preset(is_static=False, per_channel=quantization["per_channel"])
+    _infer_contrib_op_shapes(source_dir / MODEL_FILE)
     out = work / "quantized"
     ORTQuantizer.from_pretrained(source_dir, file_name=MODEL_FILE).quantize(config, out, file_suffix=None)
     quantization["config"] = _jsonable(config)
     return out / MODEL_FILE
+
+
+def _infer_contrib_op_shapes(model_path: Path) -> None:
+    """Annotate the types ONNX's own shape inference cannot give to ORT's fused ops (Attention, ...).
+
+    The quantizer needs every weight's input type; an optimized graph's com.microsoft ops leave them
+    unknown unless ORT's symbolic shape inference, which knows those ops, fills them in first.
+    """
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = SymbolicShapeInference.infer_shapes(onnx.load(str(model_path)), auto_merge=True)
+    onnx.save(model, str(model_path))
 
 
 def _to_float16(model_path: Path, work: Path) -> Path:

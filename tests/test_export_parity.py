@@ -6,7 +6,7 @@ import pytest
 
 import embedkit
 from embedkit.errors import ParityError
-from embedkit.export import get_variant
+from embedkit.export import get_variant, quantization_source
 from embedkit.parity import PARITY_TEXTS, THRESHOLDS, require_parity, run_parity
 
 pytestmark = pytest.mark.slow
@@ -62,13 +62,22 @@ def test_manifest_records_provenance_and_export_is_not_redone():
     first = get_variant(spec, "int8-pc")
     manifest = first.manifest
     assert manifest["source"]["sha256"] and manifest["model_sha256"] == first.sha256
-    assert manifest["derived_from"]["variant"] == "fp32"
+    # Quantized after O2's fusions, so each layer's attention is one int8 QAttention node.
+    assert manifest["derived_from"]["variant"] == manifest["options"]["quantization"]["source_variant"] == "O2"
+    assert manifest["graph"]["op_histogram"]["QAttention"] == 6
     assert manifest["options"]["quantization"]["per_channel"] is True
     assert manifest["options"]["quantization"]["arch"] in ("avx512_vnni", "avx512", "avx2", "arm64")
     assert all(manifest["libraries"][name] for name in ("optimum-onnx", "onnx", "onnxruntime", "transformers", "torch"))
     assert manifest["graph"]["embedding_rows"] == 30522
     again = get_variant(spec, "int8-pc")
     assert again.directory == first.directory and again.manifest["created_at"] == manifest["created_at"]
+
+
+def test_architectures_the_optimizer_does_not_know_are_quantized_from_fp32(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "qwen3"}')
+    assert quantization_source(tmp_path) == "fp32"
+    (tmp_path / "config.json").write_text('{"model_type": "mpnet"}')
+    assert quantization_source(tmp_path) == "O2"
 
 
 def test_packaged_onnx_sources():
