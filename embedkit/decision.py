@@ -83,6 +83,7 @@ CARD_COLUMNS = [
     "confident",
     "noisy",
     "quality",
+    "quality_provider",
     "forced",
     "batch_size",
     "seq_bucket",
@@ -98,6 +99,7 @@ class _Quality:
     forced: bool
     record_id: str
     tasks: tuple[str, ...]
+    provider: str  # where it was scored: not always the profile's provider (see `_quality`)
 
 
 def _score_tasks(row: pd.Series) -> list[str]:
@@ -133,7 +135,8 @@ def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) 
     best = rows[0]
     tasks = tuple(policy.quality_tasks) if policy.quality_tasks is not None else tuple(sorted(_score_tasks(best)))
     value = float(sum(best[f"scores.{task}"] for task in tasks) / len(tasks))
-    return _Quality(value=value, forced=bool(best["forced"]), record_id=str(best["record_id"]), tasks=tasks)
+    return _Quality(value=value, forced=bool(best["forced"]), record_id=str(best["record_id"]), tasks=tasks,
+                    provider=str(best["provider"]))
 
 
 def _reference_profile(group: pd.DataFrame, policy: DecisionPolicy) -> pd.Series | None:
@@ -187,9 +190,12 @@ def _decide(
     below_floor = False
     quality_excellent = False
     if quality is not None:
-        row.update(quality=quality.value, forced=quality.forced, score_record_id=quality.record_id)
+        row.update(quality=quality.value, quality_provider=quality.provider, forced=quality.forced,
+                   score_record_id=quality.record_id)
         forced_note = " (forced past a failed parity gate)" if quality.forced else ""
-        phrase = f"quality {quality.value:.4f} over {len(quality.tasks)} task(s){forced_note}"
+        scored_elsewhere = quality.provider != key["provider"]
+        where_note = f" (scored on {quality.provider.removesuffix('ExecutionProvider')})" if scored_elsewhere else ""
+        phrase = f"quality {quality.value:.4f} over {len(quality.tasks)} task(s){where_note}{forced_note}"
         if policy.quality_floor is not None:
             below_floor = quality.value < policy.quality_floor
             phrase += f" {'<' if below_floor else '>='} floor {policy.quality_floor:g}"

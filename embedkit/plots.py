@@ -111,7 +111,9 @@ class Tradeoff:
     `points` has one row per (machine_id, model, variant, provider) with a profile at the grid
     point and a score over `tasks`: x, x_low, x_high (P95 ms or texts/s with their 95 % CI),
     quality, quality_low, quality_high, on_frontier (within its machine), name, cpu, verdict,
-    intra_op_threads, profile_record_id, score_record_id. `policy` is the decision card's policy
+    intra_op_threads, profile_record_id, score_record_id, quality_provider (where the score record was
+    scored: a provider whose environment cannot score, e.g. OpenVINO's venv without mteb, borrows the
+    same variant's score from another provider). `policy` is the decision card's policy
     with the same grid point and tasks, so that the plot and the card judge the same records.
     """
 
@@ -148,16 +150,27 @@ class Tradeoff:
         }
 
     @property
+    def borrowed_quality(self) -> pd.Series:
+        """Per point: its quality was scored on another provider than the one it was timed on."""
+        return self.points["quality_provider"] != self.points["provider"]
+
+    @property
     def error_bar_note(self) -> str:
         x_source = (
             "the record's bootstrap CI of the P95"
             if self.metric == "latency"
             else "the record's bootstrap CI of the median latency, as texts/s"
         )
-        return (
+        note = (
             f"Error bars: 95 % CIs. x: {x_source}. y: bootstrap over tasks of the mean score with the "
             "task effect removed (Cousineau-Morey), for comparing points with each other."
         )
+        if self.borrowed_quality.any():
+            note += f" {BORROWED_QUALITY_NOTE}."
+        return note
+
+
+BORROWED_QUALITY_NOTE = "Hollow markers: quality scored on another provider (named in the decision card)"
 
 
 def common_tasks(frame: pd.DataFrame) -> tuple[str, ...]:
@@ -216,7 +229,7 @@ def build_tradeoff(
 
 _POINT_COLUMNS = [
     "machine_id", "cpu", "model", "variant", "provider", "name",
-    "x", "x_low", "x_high", "quality", "quality_low", "quality_high", "on_frontier",
+    "x", "x_low", "x_high", "quality", "quality_low", "quality_high", "quality_provider", "on_frontier",
     "verdict", "intra_op_threads", "profile_record_id", "score_record_id",
 ]  # fmt: skip
 
@@ -252,6 +265,7 @@ def _point_row(card_row: pd.Series, profile: pd.Series, metric: Metric, policy: 
         "quality": float(card_row["quality"]),
         "quality_low": math.nan,
         "quality_high": math.nan,
+        "quality_provider": card_row["quality_provider"],
         "on_frontier": False,
         "intra_op_threads": card_row["intra_op_threads"],
         "profile_record_id": card_row["profile_record_id"],
@@ -460,8 +474,8 @@ def plot_pareto(tradeoff: Tradeoff) -> Figure:
     figure, axes = _machine_columns(machines, (6.4, 4.8), sharey=True)
     for ax, machine in zip(axes, machines):
         here = points[points["machine_id"] == machine]
-        for point in here.itertuples():
-            _draw_point(ax, point, markers[point.variant])
+        for point, borrowed in zip(here.itertuples(), tradeoff.borrowed_quality[here.index]):
+            _draw_point(ax, point, markers[point.variant], hollow=borrowed)
         _draw_frontier(ax, here[here["on_frontier"]], tradeoff.minimize_x)
         ax.margins(x=0.12, y=0.12)
         if tradeoff.metric == "latency":
@@ -480,13 +494,14 @@ def plot_pareto(tradeoff: Tradeoff) -> Figure:
     return figure
 
 
-def _draw_point(ax: Axes, point: Any, marker: str) -> None:
+def _draw_point(ax: Axes, point: Any, marker: str, hollow: bool) -> None:
     colour = provider_colour(point.provider)
     xerr = [[max(point.x - point.x_low, 0.0)], [max(point.x_high - point.x, 0.0)]]
     yerr = [[max(point.quality - point.quality_low, 0.0)], [max(point.quality_high - point.quality, 0.0)]]
     container = ax.errorbar(
         [point.x], [point.quality], xerr=xerr, yerr=yerr, fmt=marker, color=colour, markersize=8,
-        markeredgecolor="black" if point.on_frontier else colour, capsize=3, elinewidth=1, zorder=3,
+        markeredgecolor="black" if point.on_frontier else colour, markerfacecolor="white" if hollow else colour,
+        capsize=3, elinewidth=1, zorder=3,
     )  # fmt: skip
     container.lines[0].set_gid(point.profile_record_id)
 

@@ -16,6 +16,7 @@ from matplotlib.text import Annotation
 
 from embedkit import notebook as nb
 from embedkit import plots, records, report
+from embedkit.decision import decision_card
 from records_factory import (
     CPU, MINILM_SCORES, OPENVINO, SMALL_SWEEP_FRONTIER, TASKS, profile_record, score_record, small_sweep,
 )
@@ -323,3 +324,24 @@ def test_parameters_are_converted() -> None:
 def test_jsonable_rows_are_plain_json() -> None:
     frame = pd.DataFrame({"a": [np.int64(1), np.int64(2)], "b": [np.nan, 0.5], "c": [[np.float32(1.5)], None]})
     assert nb.jsonable_rows(frame) == [{"a": 1, "b": None, "c": [1.5]}, {"a": 2, "b": 0.5, "c": None}]
+
+
+def test_points_whose_quality_was_scored_on_another_provider_are_hollow_and_explained(
+    frame: pd.DataFrame, tradeoff: plots.Tradeoff
+) -> None:
+    # The synthetic OpenVINO fp32 point has no OpenVINO score record: it borrows the CPU fp32 score.
+    points = tradeoff.points.set_index("profile_record_id")
+    borrowed = tradeoff.borrowed_quality.set_axis(tradeoff.points["profile_record_id"])
+    assert points.loc[borrowed, "provider"].unique().tolist() == ["OpenVINOExecutionProvider"]
+    assert (points.loc[borrowed, "quality_provider"] == "CPUExecutionProvider").all()
+    figure = plots.plot_pareto(tradeoff)
+    faces = {
+        container.lines[0].get_gid(): container.lines[0].get_markerfacecolor()
+        for ax in figure.axes for container in ax.containers if isinstance(container, ErrorbarContainer)
+    }
+    assert {record_id for record_id, face in faces.items() if face == "white"} == set(borrowed[borrowed].index)
+    assert plots.BORROWED_QUALITY_NOTE in tradeoff.error_bar_note
+    card = decision_card(frame, tradeoff.policy)
+    scored_elsewhere = card["quality_provider"].notna() & (card["quality_provider"] != card["provider"])
+    assert card.loc[scored_elsewhere, "provider"].tolist() == ["OpenVINOExecutionProvider"]
+    assert card["reason"].str.contains(r"\(scored on CPU\)").tolist() == scored_elsewhere.tolist()
