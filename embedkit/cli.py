@@ -32,6 +32,13 @@ def _provider_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
+def _positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _cmd_models(args: argparse.Namespace) -> dict[str, Any]:
     from .specs import KNOWN_SPECS
 
@@ -162,9 +169,11 @@ def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from .limits import Limits
     from .sweep import run_sweep
 
-    summary = run_sweep(Path(args.file), force=args.force, scheduler=args.scheduler, workers=args.workers)
+    summary = run_sweep(Path(args.file), force=args.force, scheduler=args.scheduler, workers=args.workers,
+                        notebooks_dir=Path(args.notebooks), limits=Limits(args.memory_mb, args.seconds))
     return summary.to_dict()
 
 
@@ -389,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--force", action="store_true", help="redo runs that are already complete")
     sweep.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     sweep.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes for quality runs")
+    sweep.add_argument("--notebooks", default=str(PROJECT_ROOT / "notebooks"),
+                       help="directory of the stage notebooks (01_export, 02_profile, 03_quality) to run")
+    sweep.add_argument("--memory-mb", type=_positive_number, default=None,
+                       help="every run's memory ceiling (resident MB of its kernel and children); overrides the file")
+    sweep.add_argument("--seconds", type=_positive_number, default=None,
+                       help="every run's time budget from its kernel being ready; overrides the file")
     sweep.set_defaults(handler=_cmd_sweep)
 
     results = verbs.add_parser("results", help="work with result records")

@@ -7,7 +7,10 @@ on the kind; `record_schema(kind)` is the authoritative description. A new kind 
 entry in `_KIND_PROPERTIES` (plus its consistency check, if any).
 
 Records are validated (JSON Schema plus cross-field checks) on write and on read, and written
-atomically: a reader sees the old file or the new one, never a torn one.
+atomically: a reader sees the old file or the new one, never a torn one. A file that is not JSON at
+all when read back (torn by a tool that does not write atomically, a bad disk) is quarantined by the
+loaders: renamed `<name>.corrupt-<UTC time>` beside where it was, warned about and listed in the load
+result, so that one bad file neither stops a load nor disappears unnoticed.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import os
 import re
 import tempfile
 import uuid
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +35,7 @@ import numpy as np
 from embedkit import provenance as provenance_module
 from embedkit import stats
 from embedkit.errors import EmbedkitError
-from embedkit.paths import results_dir
+from embedkit.paths import results_dir, safe_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -446,12 +452,18 @@ def write_text_atomically(path: Path, text: str) -> None:
     try:
         with handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        replace_atomically(Path(handle.name), path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def replace_atomically(written: Path, path: Path) -> None:
+    """Publish the finished file `written` as `path` (same directory): fsync it, os.replace, fsync the
+    directory entry. A reader, or a process killed at any moment, sees the old file or the new one."""
+    with open(written, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(written, path)
     if os.name == "posix":
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -465,9 +477,14 @@ def write_record(record: Mapping[str, Any], directory: Path | str | None = None)
     normalized = validate_record(record)
     target_dir = Path(directory) if directory is not None else default_records_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    path = target_dir / f"{normalized['record_id']}{RECORD_SUFFIX}"
+    path = record_file(target_dir, normalized)
     write_text_atomically(path, json.dumps(normalized, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def record_file(directory: Path, record: Mapping[str, Any]) -> Path:
+    """Where `record` lives in `directory`: its record_id as a safe file name."""
+    return directory / f"{safe_name(record['record_id'], max_length=200)}{RECORD_SUFFIX}"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -496,22 +513,82 @@ def record_paths(*sources: Path | str) -> list[Path]:
     return paths
 
 
-def _load_with_paths(sources: tuple[Path | str, ...]) -> list[tuple[Path, dict[str, Any]]]:
-    """Read every record once; the same record found twice (e.g. a copied results dir) is kept once."""
-    by_id: dict[str, tuple[Path, dict[str, Any]]] = {}
+QUARANTINE_MARK = ".corrupt-"
+
+
+class QuarantineWarning(UserWarning):
+    """A corrupt file was found on read and moved aside."""
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A corrupt file found on read: where it was, where it went (None: it could not be moved), why."""
+
+    path: str
+    moved_to: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+def quarantine(path: Path, reason: str) -> Quarantined:
+    """Move the corrupt file `path` aside as `<name>.corrupt-<UTC time>`, out of every reader's way, and warn.
+
+    A file that cannot be moved (a read-only copy of another machine's results) stays where it is;
+    the warning and the returned entry say so, and the caller skips it all the same.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}")
+    try:
+        os.replace(path, target)
+        moved_to: str | None = str(target)
+    except OSError as error:
+        moved_to, reason = None, f"{reason}; it could not be moved aside ({error})"
+    warnings.warn(f"quarantined corrupt file {path}: {reason}" + (f"; moved to {target.name}" if moved_to else ""),
+                  QuarantineWarning, stacklevel=2)
+    return Quarantined(str(path), moved_to, reason)
+
+
+def is_quarantined(path: Path) -> bool:
+    return QUARANTINE_MARK in path.name
+
+
+@dataclass
+class RecordSet:
+    """What a load found: each record once, with its file, and the corrupt files it quarantined."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+def load_record_set(*sources: Path | str) -> RecordSet:
+    """Read every record under `sources` once; the same record found twice (e.g. a copied results dir)
+    is kept once; corrupt files are quarantined. Invalid or other-version records still raise."""
+    loaded = RecordSet()
+    first_seen: dict[str, int] = {}  # record_id -> index in loaded
     for path in record_paths(*sources):
-        record = read_record(path)
-        seen = by_id.get(record["record_id"])
-        if seen is None:
-            by_id[record["record_id"]] = (path, record)
-        elif seen[1] != record:
-            raise RecordClashError(f"record_id {record['record_id']} also names a different record in {seen[0]}", path)
-    return list(by_id.values())
+        try:
+            record = read_record(path)
+        except CorruptRecordError as error:
+            loaded.quarantined.append(quarantine(path, str(error.__cause__ or error)))
+            continue
+        index = first_seen.get(record["record_id"])
+        if index is None:
+            first_seen[record["record_id"]] = len(loaded.records)
+            loaded.records.append(record)
+            loaded.paths.append(path)
+        elif loaded.records[index] != record:
+            raise RecordClashError(
+                f"record_id {record['record_id']} also names a different record in {loaded.paths[index]}", path
+            )
+    return loaded
 
 
 def load_records(*sources: Path | str) -> list[dict[str, Any]]:
     """Validated records from files and directories (e.g. several machines' results dirs)."""
-    return [record for _, record in _load_with_paths(sources)]
+    return load_record_set(*sources).records
 
 
 # --- tables and comparisons ---------------------------------------------------------------------
@@ -557,9 +634,12 @@ def records_frame(records: Iterable[Mapping[str, Any]], paths: Iterable[Path | N
 
 
 def load_frame(*sources: Path | str) -> pd.DataFrame:
-    """`records_frame` of every record under `sources`, with each record's file in `path`."""
-    loaded = _load_with_paths(sources)
-    return records_frame([record for _, record in loaded], [path for path, _ in loaded])
+    """`records_frame` of every record under `sources`, with each record's file in `path`; the files
+    quarantined on the way are listed in `frame.attrs["quarantined"]`."""
+    loaded = load_record_set(*sources)
+    frame = records_frame(loaded.records, loaded.paths)
+    frame.attrs["quarantined"] = [entry.to_dict() for entry in loaded.quarantined]
+    return frame
 
 
 def require_single_machine(frame: pd.DataFrame) -> str:
@@ -603,8 +683,8 @@ def merge_records(sources: Iterable[Path | str], into: Path | str) -> list[Path]
     """
     target = Path(into)
     written = []
-    for _, record in _load_with_paths(tuple(sources) + ((target,) if target.is_dir() else ())):
-        path = target / record["machine_id"] / f"{record['record_id']}{RECORD_SUFFIX}"
+    for record in load_records(*sources, *((target,) if target.is_dir() else ())):
+        path = record_file(target / safe_name(record["machine_id"]), record)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomically(path, json.dumps(record, indent=1, sort_keys=True) + "\n")

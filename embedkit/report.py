@@ -9,7 +9,6 @@ that re-measure it) are what the report shows beside the plots.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -19,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from embedkit.errors import EmbedkitError
-from embedkit.paths import PROJECT_ROOT, results_dir
+from embedkit.paths import PROJECT_ROOT, child_path, results_dir
 from embedkit.plots import Tradeoff, provider_label
+from embedkit.records import replace_atomically, write_text_atomically
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_tradeoff.ipynb"
 KERNEL = "embedkit"
@@ -139,9 +139,10 @@ class Report:
 
 
 def sweep_records_dir(sweep: str) -> Path:
-    """results/<sweep>/ for a sweep name, or `sweep` itself when it is a directory path."""
-    named = results_dir() / sweep
-    if re.fullmatch(r"[A-Za-z0-9._-]+", sweep) and named.is_dir():
+    """results/<sweep>/ for a sweep name (made a safe name: a name never leads out of results/), or
+    `sweep` itself when it is the path of a directory the caller chose."""
+    named = child_path(results_dir(), sweep)
+    if named.is_dir():
         return named
     if Path(sweep).expanduser().is_dir():
         return Path(sweep).expanduser().resolve()
@@ -172,13 +173,18 @@ def execute_tradeoff(output: Path, parameters: Mapping[str, Any], kernel: str = 
 
     require_kernel(kernel)
     output.parent.mkdir(parents=True, exist_ok=True)
+    # papermill rewrites its output after every cell: a partial file, published when the run ends.
+    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     try:
         papermill.execute_notebook(
-            str(NOTEBOOK), str(output), parameters=dict(parameters), kernel_name=kernel,
+            str(NOTEBOOK), str(partial), parameters=dict(parameters), kernel_name=kernel,
             cwd=str(output.parent), progress_bar=False,
         )  # fmt: skip
     except papermill.PapermillExecutionError as error:
         raise EmbedkitError(f"{NOTEBOOK.name} failed: {error.ename}: {error.evalue} (executed notebook: {output})") from error
+    finally:
+        if partial.exists():
+            replace_atomically(partial, output)
     return {name: scrap.data for name, scrap in scrapbook.read_notebook(str(output)).scraps.items()}
 
 
@@ -221,7 +227,7 @@ def export_html(executed: Path, html: Path, title: str) -> Path:
     )
     notebook = _without_scraps(nbformat.read(executed, as_version=4))
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-    html.write_text(body, encoding="utf-8")
+    write_text_atomically(html, body)
     return html
 
 

@@ -239,6 +239,43 @@ def test_a_failed_write_leaves_the_previous_file_intact(
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_corrupt_records_are_quarantined_on_load_and_listed(profile: dict[str, Any], tmp_path: Path) -> None:
+    good = records.write_record(profile, tmp_path)
+    torn = tmp_path / "torn.record.json"
+    torn.write_bytes(good.read_bytes()[:50])
+    with pytest.warns(records.QuarantineWarning, match="torn.record.json"):
+        loaded = records.load_record_set(tmp_path)
+    assert loaded.records == [profile] and loaded.paths == [good]
+    [entry] = loaded.quarantined
+    assert entry.path == str(torn) and not torn.exists() and Path(entry.moved_to).read_bytes() == good.read_bytes()[:50]
+    frame = records.load_frame(tmp_path)  # moved aside: not found again
+    assert list(frame["record_id"]) == [profile["record_id"]] and frame.attrs["quarantined"] == []
+
+
+def test_a_corrupt_record_that_cannot_be_moved_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torn = tmp_path / "torn.record.json"
+    torn.write_text("{")
+
+    def read_only(*_: Any) -> None:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.warns(records.QuarantineWarning, match="could not be moved aside"):
+        frame = records.load_frame(tmp_path)
+    assert frame.empty and torn.exists()
+    assert frame.attrs["quarantined"][0]["path"] == str(torn) and frame.attrs["quarantined"][0]["moved_to"] is None
+
+
+def test_invalid_records_are_not_quarantined_but_refused(profile: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "invalid.record.json"
+    path.write_text(json.dumps({**profile, "peak_rss_mb": -1}))
+    with pytest.raises(records.InvalidRecordError):
+        records.load_records(tmp_path)
+    assert path.exists()
+
+
 def test_unknown_kind_has_no_schema() -> None:
     with pytest.raises(ValueError, match="known kinds: profile, score"):
         records.record_schema("sweep-run")

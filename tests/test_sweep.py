@@ -4,65 +4,23 @@ import json
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from embedkit.limits import Limits
 from embedkit.records import read_record
 from embedkit.sweep import RUN_FILE, SweepConfigError, expand, load_config, run_complete, run_sweep
+from sweep_stand_ins import TWO_VARIANTS_SCORED, WRITE_SCORE_RECORD, stand_ins
+from sweep_stand_ins import sweep_file as _sweep_file
 
-# Stand-ins for the real notebooks: the same parameters cell and scraps, a synthetic score record, and a
-# failure on demand. They keep this test about the sweep machinery; the real notebooks have their own.
-_RECORD_CELL = """
-import os
-import scrapbook as sb
-from embedkit.records import new_record, write_record
-if variant == "broken":
-    raise RuntimeError("this variant is made to fail")
-body = {"model": {"spec": {"name": model}, "variant": {"name": variant, "sha256": "0" * 64, "manifest": {}}},
-        "provider": provider, "scores": {"STSBenchmark": 0.8}, "tasks": {"STSBenchmark": {}}, "forced": False,
-        "data_sha256": {"sts-test.csv": "1" * 64}}
-sb.glue("records", [str(write_record(new_record("score", body), out_dir))])
-sb.glue("pid", os.getpid())
-"""
-
-
-def _notebook(directory: Path, name: str, parameters: str, body: str) -> None:
-    notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(parameters)
-    cell.metadata["tags"] = ["parameters"]
-    notebook.cells = [cell, nbformat.v4.new_code_cell(body)]
-    notebook.metadata["kernelspec"] = {"name": "embedkit", "display_name": "embedkit", "language": "python"}
-    nbformat.write(notebook, directory / name)
+FAIL_INT8 = 'if variant == "int8":\n    raise RuntimeError("this variant is made to fail")'
 
 
 @pytest.fixture()
 def stand_in_notebooks(tmp_path: Path) -> Path:
-    directory = tmp_path / "notebooks"
-    directory.mkdir()
-    _notebook(directory, "01_export.ipynb", 'model = ""\nvariants = []\nout_dir = "."',
-              'import scrapbook as sb\nsb.glue("records", [])')
-    quality = 'model = ""\nvariant = ""\nprovider = ""\nprovider_options = {}\ntasks = []\nforce = False\n' \
-              'batch_size = 32\nout_dir = "."'
-    _notebook(directory, "03_quality.ipynb", quality, _RECORD_CELL)
-    _notebook(directory, "02_profile.ipynb", 'out_dir = "."', 'raise RuntimeError("no profile runs here")')
-    return directory
+    return stand_ins(tmp_path / "notebooks", quality=(FAIL_INT8, WRITE_SCORE_RECORD))
 
 
-def _sweep_file(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "sweep.yaml"
-    path.write_text(text)
-    return path
-
-
-SWEEP = """
-name: three-runs
-models:
-  - name: tiny
-    variants: [good, broken]
-providers: [CPU]
-quality:
-  tasks: [STSBenchmark]
-"""
+SWEEP = "name: three-runs\n" + TWO_VARIANTS_SCORED
 
 
 def test_expansion_orders_phases_and_names_runs(tmp_path):
@@ -74,17 +32,71 @@ def test_expansion_orders_phases_and_names_runs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    "text, line, key, message",
     [
-        ("name: x\nmodels: [{name: m}]\ncolour: red\n", r"\(top level\): Additional properties .*'colour'"),
-        ("name: x\nmodels: [{name: m}]\nprofile: {batch_sizes: [1, 'eight']}\n", r"profile.batch_sizes.1: 'eight'"),
-        ("name: x\nmodels: [{name: m, variant: fp32}]\n", r"models.0: Additional properties .*'variant'"),
-        ("name: x\nmodels: [{name: m}\n", "not valid YAML"),
+        ("name: x\nmodels: [{name: m}]\ncolour: red\n", 3, "colour", "unknown key; allowed here: name, description"),
+        ("name: x\nmodels: [{name: m}]\nprofile: {batch_sizes: [1, 'eight']}\n", 3, "profile.batch_sizes.1",
+         "'eight' is not of type 'integer'"),
+        ("name: x\nmodels:\n  - name: m\n    variant: fp32\n", 4, "models.0.variant", "unknown key"),
+        ("name: x\nmodels: [{name: m}]\nprofile:\n  limits: {minutes: 3}\n", 4, "profile.limits.minutes",
+         "unknown key; allowed here: memory_mb, seconds"),
+        ("name: x\nmodels: [{name: m}]\nlimits:\n  memory_mb: lots\n", 4, "limits.memory_mb",
+         "'lots' is not of type 'number'"),
+        ("name: x\nmodels: [{name: m}]\nquality: {limits: {seconds: 0}}\n", 3, "quality.limits.seconds",
+         "less than or equal to the minimum of 0"),
+        ("name: x\nmodels:\n  - name: m\n    variants: [fp32, fp64]\n", 4, "models.0.variants.1",
+         "'fp64' is not one of ['fp32', 'O1'"),
+        ("name: x\nmodels: [{name: m}]\nprofile: {seq_buckets: [enormous]}\n", 3, "profile.seq_buckets.0",
+         "'enormous' is not one of ['short', 'medium', 'long']"),
+        ("name: ../../x\nmodels: [{name: m}]\n", 1, "name", "'../../x' does not match"),
+        ("name: ..\nmodels: [{name: m}]\n", 1, "name", "'..' does not match"),
+        ("name: x\n", 1, "(top level)", "'models' is a required property"),
+        ("", 1, "(top level)", "None is not of type 'object'"),
+        ("name: x\nmodels:\n  - name: m\n  - name: n\n  - name: m\n", 5, "models.2.name",
+         "'m' is listed twice (first as models.0)"),
+        ("name: x\nmodels: [{name: m}]\nproviders: [CPU, Quantum]\n", 3, "providers.1",
+         "unknown execution provider 'Quantum'"),
+        ("name: x\nmodels: [{name: m}]\nquality:\n  tasks: [STSBenchmark]\n  providers: [CUDA]\n", 5,
+         "quality.providers.0", "'CUDA' is not among providers or optional_providers"),
+        ("name: x\nmodels: [{name: m}]\nprovider_options:\n  CoreML: {ModelFormat: MLProgram}\n", 4,
+         "provider_options.CoreML", "'CoreML' is not among providers"),
     ],
 )
-def test_bad_sweep_files_name_the_file_and_key(tmp_path, text, message):
-    with pytest.raises(SweepConfigError, match=message):
-        load_config(_sweep_file(tmp_path, text))
+def test_bad_sweep_files_name_the_file_line_and_key(tmp_path, text, line, key, message):
+    path = _sweep_file(tmp_path, text)
+    with pytest.raises(SweepConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}: {key}: ") and message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("name: x\nmodels: [{name: m}\n", 3, "not valid YAML: expected ',' or ']'"),
+        ("name: x\nmodels: [{name: m}]\nname: y\n", 3, "not valid YAML: key 'name' given twice (first on line 1)"),
+    ],
+)
+def test_sweep_files_that_are_not_yaml_mappings_name_the_file_and_line(tmp_path, text, line, message):
+    path = _sweep_file(tmp_path, text)
+    with pytest.raises(SweepConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+
+
+def test_limits_come_from_the_file_sections_and_the_command_line(tmp_path):
+    config = load_config(_sweep_file(tmp_path, SWEEP + "limits: {memory_mb: 500}\n"
+                                     "profile: {batch_sizes: [1], limits: {seconds: 60}}\n"))
+    config["quality"]["limits"] = {"memory_mb": 900}
+    by_stage = {run.stage: run for run in expand(config, ["CPU"])}
+    assert by_stage["export"].limits == Limits(memory_mb=500)
+    assert by_stage["quality"].limits == Limits(memory_mb=900)
+    assert by_stage["profile"].limits == Limits(memory_mb=500, seconds=60)
+    assert "limits" not in by_stage["profile"].parameters
+    overridden = {run.stage: run for run in expand(config, ["CPU"], Limits(seconds=5))}
+    assert overridden["quality"].limits == Limits(memory_mb=900, seconds=5)
+    assert overridden["profile"].limits == Limits(memory_mb=500, seconds=5)
+    # Limits guard a run; they are not what it measures: the same run, the same id, nothing redone.
+    assert {run.run_id for run in overridden.values()} == {run.run_id for run in by_stage.values()}
 
 
 @pytest.mark.slow
@@ -94,10 +106,10 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks
     by_variant = {o.run_id.split("-tiny-")[1].split("-CPU")[0] if o.stage == "quality" else o.stage: o
                   for o in summary.outcomes}
     assert summary.counts() == {"done": 2, "skipped": 0, "failed": 1}
-    good, broken = by_variant["good"], by_variant["broken"]
+    good, broken = by_variant["fp32"], by_variant["int8"]
     sweep_dir = Path(summary.directory)
     record = read_record(sweep_dir / good.run_id / good.records[0])
-    assert record["scores"] == {"STSBenchmark": 0.8} and record["model"]["variant"]["name"] == "good"
+    assert record["scores"] == {"STSBenchmark": 0.8} and record["model"]["variant"]["name"] == "fp32"
     assert broken.error["type"] == "RuntimeError" and "made to fail" in broken.error["message"]
     status = json.loads((sweep_dir / broken.run_id / RUN_FILE).read_text())
     assert status["state"] == "failed" and (sweep_dir / broken.run_id / "executed.ipynb").is_file()
@@ -110,11 +122,12 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks
     again = run_sweep(config, notebooks_dir=stand_in_notebooks, output_root=tmp_path / "results")
     assert again.counts() == {"done": 0, "skipped": 2, "failed": 1}
     assert run_complete(sweep_dir / good.run_id) and not run_complete(sweep_dir / broken.run_id)
+    assert again.quarantined == []
 
 
 def test_a_listed_record_that_no_longer_validates_makes_the_run_incomplete(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "r.record.json").write_text("{truncated")
+    (run_dir / "r.record.json").write_text(json.dumps({"schema_version": 1, "kind": "score"}))
     (run_dir / RUN_FILE).write_text(json.dumps({"state": "done", "records": ["r.record.json"]}))
     assert not run_complete(run_dir)
