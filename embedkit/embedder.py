@@ -1,13 +1,26 @@
 """The embedder: tokenize -> session.run -> pool, over length-sorted batches.
 
 Timing wraps the stages without changing them: with no timer the stages are called directly.
+
+Thread safety: one Embedder may serve many threads at once. `embed`, `embed_with_info` and
+`embed_batch` keep their state on the caller's stack; the tokenizer is only read after construction
+(see embedkit.tokenizer) and ORT's `InferenceSession.run` is thread-safe. A call gives the same
+vectors whichever threads run beside it, bit for bit on the CPU provider, as long as its own batches
+are the same (padding to a batch's longest text changes the matmul shapes, and dynamic-int8 variants
+quantise with ranges taken from the whole batch). A StageTimer may be shared: `measure` appends under
+a lock, but with several callers the i-th samples of two stages need not come from the same batch,
+and each sample includes the wait for cores the other threads hold, so give each caller its own
+timer to pair stages or to time one caller. `close()` is the one call not to make while another
+thread still embeds: calls in flight finish, later ones raise SessionClosedError.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -16,7 +29,7 @@ from .export import Variant
 from .pooling import pool
 from .session import OrtSession
 from .specs import ModelSpec
-from .tokenizer import TokenizedBatch, Tokenizer
+from .tokenizer import TokenizedBatch, Tokenizer, check_encodable
 
 STAGES = ("tokenize", "feeds", "run", "pool")
 
@@ -26,11 +39,15 @@ class StageTimer:
     """Per-batch wall time of each stage, in seconds."""
 
     samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Held only to record a sample, never while a stage runs: timers shared by threads lose nothing.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def measure(self, stage: str, function: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
         result = function(*args)
-        self.samples[stage].append(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        with self._lock:
+            self.samples[stage].append(elapsed)
         return result
 
 
@@ -46,6 +63,8 @@ class EmbedResult:
 
 
 class Embedder:
+    """tokenize -> session.run -> pool. A context manager: leaving the `with` block closes the session."""
+
     def __init__(
         self,
         tokenizer: Tokenizer,
@@ -82,6 +101,9 @@ class Embedder:
 
     def embed_batch(self, texts: Sequence[str], timer: StageTimer | None = None) -> tuple[np.ndarray, TokenizedBatch]:
         """One batch through the three stages, in the given order."""
+        if not texts:
+            # ORT's attention reshapes fail on zero rows: an empty batch never reaches the session.
+            return np.empty((0, self.dim), dtype=np.float32), self.tokenizer.encode([])
         step = timer.measure if timer is not None else _call
         batch = step("tokenize", self.tokenizer.encode, texts)
         feeds = step("feeds", self.feeds, batch)
@@ -119,6 +141,17 @@ class Embedder:
         prefix = self.spec.prompts[prompt_name]
         return [prefix + text for text in texts]
 
+    def close(self) -> None:
+        """Release the ONNX Runtime session (shared with any other Embedder built on it)."""
+        self.session.close()
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.spec.name,
@@ -141,4 +174,6 @@ def _checked_texts(texts: Sequence[str]) -> list[str]:
     for index, text in enumerate(checked):
         if not isinstance(text, str):
             raise TypeError(f"text at index {index} is {type(text).__name__}, not str")
+    # Before length-sorting, so an error names the caller's index, not the index within a batch.
+    check_encodable(checked)
     return checked

@@ -3,18 +3,24 @@
 Providers are named short (`CPU`, `CoreML`, `OpenVINO`, `CUDA`) or by ORT's full name. A requested
 provider that this onnxruntime build lacks is an error naming what it has, unless the caller passes
 an explicit fallback, which is then recorded on the session.
+
+Thread safety: ORT's `InferenceSession.run` may be called from many threads at once, so one
+`OrtSession` serves them all. `close()` releases the InferenceSession (its weights, arenas and
+threads); a `run` already in flight holds its own reference and finishes, later ones raise
+`SessionClosedError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Mapping
 
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelFileError, ProviderUnavailableError
+from .errors import EmbedkitError, ModelFileError, ProviderUnavailableError
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -54,6 +60,10 @@ GRAPH_OPTIMIZATION_LEVELS = {
 }
 # Output names exporters give the per-token hidden states, in order of preference.
 TOKEN_EMBEDDING_OUTPUTS = ("last_hidden_state", "token_embeddings")
+
+
+class SessionClosedError(EmbedkitError, RuntimeError):
+    """The session was closed: its InferenceSession is gone."""
 
 
 def resolve_provider(name: str) -> str:
@@ -135,7 +145,10 @@ def _choose_provider(config: SessionConfig) -> tuple[str, str | None]:
 
 
 class OrtSession:
-    """One ONNX graph on one provider; `run` returns the per-token hidden states."""
+    """One ONNX graph on one provider; `run` returns the per-token hidden states.
+
+    A context manager: leaving the `with` block closes it.
+    """
 
     def __init__(self, model_path: Path, config: SessionConfig = SessionConfig()):
         self.model_path = Path(model_path)
@@ -152,7 +165,7 @@ class OrtSession:
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")  # nodes the accelerator rejects run here
         try:
-            self._session = ort.InferenceSession(
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
                 str(self.model_path), sess_options=config.session_options(), providers=providers
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
@@ -164,16 +177,27 @@ class OrtSession:
                     f"{provider} did not initialise for {self.model_path}; active: {', '.join(self.active_providers)}"
                 )
             self.fallback_note = f"{provider} did not initialise; running on {', '.join(self.active_providers)}"
-        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.input_names = [i.name for i in self._live().get_inputs()]
         self.output_name = self._token_embedding_output()
         self.dim = self._embedding_dim()
 
     @property
     def active_providers(self) -> list[str]:
-        return self._session.get_providers()
+        return self._live().get_providers()
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None
+
+    def _live(self) -> ort.InferenceSession:
+        # Read once: a concurrent close() may clear the attribute, never this caller's reference.
+        session = self._session
+        if session is None:
+            raise SessionClosedError(f"the session on {self.model_path} is closed")
+        return session
 
     def _token_embedding_output(self) -> str:
-        outputs = self._session.get_outputs()
+        outputs = self._live().get_outputs()
         names = [o.name for o in outputs]
         for name in TOKEN_EMBEDDING_OUTPUTS:
             if name in names:
@@ -185,7 +209,7 @@ class OrtSession:
         return rank3[0]
 
     def _embedding_dim(self) -> int:
-        output = next(o for o in self._session.get_outputs() if o.name == self.output_name)
+        output = next(o for o in self._live().get_outputs() if o.name == self.output_name)
         dim = output.shape[-1]
         if isinstance(dim, int):
             return dim
@@ -193,7 +217,18 @@ class OrtSession:
         return int(self.run(probe).shape[-1])
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self._session.run([self.output_name], dict(feeds))[0]
+        return self._live().run([self.output_name], dict(feeds))[0]
 
     def end_profiling(self) -> Path:
-        return Path(self._session.end_profiling())
+        return Path(self._live().end_profiling())
+
+    def close(self) -> None:
+        """Release the InferenceSession; closing twice is harmless."""
+        self._session = None
+
+    def __enter__(self) -> "OrtSession":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

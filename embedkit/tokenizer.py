@@ -3,11 +3,19 @@
 The sentence-transformers checkpoints we ship store fixed 128-token padding and truncation in
 tokenizer.json; sentence-transformers itself ignores that and pads to the longest text in the batch and
 truncates at `max_seq_length`. We do the same, so the ONNX path sees exactly the reference's inputs.
+
+Thread safety: `Tokenizer.encode` may be called from many threads at once. The HF tokenizer is
+configured (padding, truncation) once, in `__init__`, and only read after that: its `encode_batch`
+takes a shared borrow of the Rust object, which any number of threads may hold, whereas
+`enable_padding`/`enable_truncation` take an exclusive one and fail with "Already borrowed" while
+another thread encodes. So nothing here reconfigures the HF object after construction, and
+nothing else should be given it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +24,10 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from .errors import ModelFileError
+
+# A UTF-16 surrogate on its own is not a Unicode character: Python strings may hold one (half an emoji
+# from a broken JSON escape, surrogateescape'd bytes) but the Rust tokenizer cannot take it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -68,14 +80,33 @@ class Tokenizer:
         return str((self._tokenizer.padding or {}).get("direction", "right")).lower()
 
     def encode(self, texts: Sequence[str]) -> TokenizedBatch:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        token_type_ids = (
-            np.array([e.type_ids for e in encodings], dtype=np.int64) if self.with_token_type_ids else None
-        )
+        texts = list(texts)
+        try:
+            encodings = self._tokenizer.encode_batch(texts)
+        except TypeError:
+            check_encodable(texts)  # names the text the HF tokenizer refused, when it is one of ours
+            raise
+        input_ids = _id_matrix([e.ids for e in encodings])
+        attention_mask = _id_matrix([e.attention_mask for e in encodings])
+        token_type_ids = _id_matrix([e.type_ids for e in encodings]) if self.with_token_type_ids else None
         n_truncated = sum(1 for e in encodings if e.overflowing)
         return TokenizedBatch(input_ids, attention_mask, token_type_ids, n_truncated)
+
+
+def _id_matrix(rows: list[list[int]]) -> np.ndarray:
+    # An empty batch is still (0, seq), not numpy's (0,) for an empty list.
+    return np.array(rows, dtype=np.int64) if rows else np.empty((0, 0), dtype=np.int64)
+
+
+def check_encodable(texts: Sequence[str]) -> None:
+    """Raise ValueError naming the first str the HF tokenizer cannot take (a lone surrogate)."""
+    for index, text in enumerate(texts):
+        found = _LONE_SURROGATE.search(text) if isinstance(text, str) else None
+        if found:
+            raise ValueError(
+                f"text at index {index} holds a lone surrogate U+{ord(found.group()):04X} at character "
+                f"{found.start()}: not valid Unicode (decode its bytes with errors='replace')"
+            )
 
 
 def read_max_seq_length(checkpoint_dir: Path) -> int | None:
