@@ -2,27 +2,41 @@
 
 Every contender runs in turn inside each round (A B C … A B C …), so machine noise lands on all of
 them alike; the figures that matter are the ratios, not the absolute times.
+
+The leak check, last so it cannot disturb the timings, reads the process's resident memory before
+and after many `embed` calls of mixed batch sizes, and before and after creating and closing the
+session many times; each after a warm-up of the same, so what it reports is growth, not start-up.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
+import psutil
 from tqdm import tqdm
 
 from .data import sample_sentences
 from .embedder import Embedder
 from .models import load
 from .profiler import measure_timing_overhead
+from .session import OrtSession, SessionConfig
 
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]
 WARMUP_CALLS = 30
 BATCH_SIZE = 32
 THROUGHPUT_ROUNDS = 3
+LEAK_CALLS = 10_000
+LEAK_SESSION_CYCLES = 200
+LEAK_WARMUP_SESSION_CYCLES = 10
+# Batch sizes of the leak check's calls, drawn with probability 1/size: mostly single texts, as an
+# API serves them, with every size up to two embed batches met many times.
+LEAK_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass
@@ -81,8 +95,75 @@ def _batch_throughput(contenders: list[Contender], texts: list[str]) -> dict[str
     return {name: THROUGHPUT_ROUNDS * len(texts) / seconds for name, seconds in elapsed.items()}
 
 
+@dataclass(frozen=True)
+class RssGrowth:
+    """Resident memory before and after repeating one operation (after its warm-up)."""
+
+    repeats: int
+    before_mb: float
+    after_mb: float
+
+    @property
+    def growth_mb(self) -> float:
+        return self.after_mb - self.before_mb
+
+    def to_record(self) -> dict[str, float]:
+        return {"repeats": self.repeats, "rss_before_mb": self.before_mb, "rss_after_mb": self.after_mb,
+                "growth_mb": self.growth_mb}
+
+
+def rss_mb() -> float:
+    gc.collect()  # unreachable cycles go first: only memory something still holds counts
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _rss_growth(step: Callable[[int], Any], repeats: int, warmup: int, desc: str) -> RssGrowth:
+    """RSS around step(0 … repeats-1), after step(0 … warmup-1) filled arenas, caches and pools."""
+    for i in range(warmup):
+        step(i)
+    before = rss_mb()
+    for i in tqdm(range(repeats), desc=desc, leave=False):
+        step(i)
+    return RssGrowth(repeats, before, rss_mb())
+
+
+def mixed_batches(texts: list[str], n_calls: int, seed: int) -> list[list[str]]:
+    """n_calls batches of texts drawn from `texts`, sized from LEAK_BATCH_SIZES with probability 1/size."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.array(LEAK_BATCH_SIZES)
+    sizes = rng.choice(LEAK_BATCH_SIZES, size=n_calls, p=weights / weights.sum())
+    return [[texts[i] for i in rng.integers(0, len(texts), size)] for size in sizes]
+
+
+def rss_over_embed_calls(embedder: Embedder, batches: list[list[str]]) -> RssGrowth:
+    # The warm-up tenth meets every batch size, so ORT's arena has grown to the shapes the rest repeat.
+    return _rss_growth(lambda i: embedder.embed(batches[i]), len(batches), len(batches) // 10,
+                       "leak check: embed calls")
+
+
+def rss_over_session_cycles(model_path: Path, config: SessionConfig, feeds: Mapping[str, np.ndarray],
+                            cycles: int) -> RssGrowth:
+    def cycle(_: int) -> None:
+        with OrtSession(model_path, config) as session:
+            session.run(feeds)
+
+    return _rss_growth(cycle, cycles, LEAK_WARMUP_SESSION_CYCLES, "leak check: session create/close")
+
+
+def leak_check(embedder: Embedder, texts: list[str], n_calls: int, seed: int) -> dict[str, Any]:
+    """RSS growth over n_calls embed calls of mixed sizes and over LEAK_SESSION_CYCLES session cycles."""
+    feeds = embedder.feeds(embedder.tokenizer.encode(texts[:1]))
+    session = embedder.session
+    return {
+        "variant": embedder.variant.name,
+        "embed_calls": rss_over_embed_calls(embedder, mixed_batches(texts, n_calls, seed)).to_record(),
+        "session_cycles": rss_over_session_cycles(session.model_path, session.config, feeds,
+                                                  LEAK_SESSION_CYCLES).to_record(),
+    }
+
+
 def run_bench(model: str, variants: list[str], single_calls: int = 300, n_sentences: int = 1000,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, leak_calls: int = LEAK_CALLS) -> dict[str, Any]:
     texts = sample_sentences(n_sentences, seed)
     sentence_candidates = texts[:200]
     probe = load(model, variants[0], allow_spinning=False)
@@ -112,4 +193,5 @@ def run_bench(model: str, variants: list[str], single_calls: int = 300, n_senten
         "n_sentences": len(texts),
         "ratios": ratios,
         "timing_overhead": timing.to_record(),
+        "leak_check": leak_check(base, texts, leak_calls, seed),
     }

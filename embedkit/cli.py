@@ -165,7 +165,7 @@ def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     from .bench import run_bench
 
     return run_bench(args.model, variants=args.variant or ["fp32", "int8-pc"], single_calls=args.calls,
-                     n_sentences=args.sentences, seed=args.seed)
+                     n_sentences=args.sentences, seed=args.seed, leak_calls=args.leak_calls)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -391,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--calls", type=int, default=300, help="single-text calls per contender")
     bench.add_argument("--sentences", type=int, default=1000, help="real sentences for batch-32 throughput")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--leak-calls", type=int, default=10_000,
+                       help="embed calls (mixed batch sizes) the leak check measures RSS growth over")
     bench.set_defaults(handler=_cmd_bench)
 
     sweep = verbs.add_parser("sweep", help="run a sweep file: exports, quality (parallel), profiles (serial)")
