@@ -99,6 +99,9 @@ SWEEP_SCHEMA: dict[str, Any] = {
                 "threads": _POSITIVE_INTS,
                 "samples": {"type": "integer", "minimum": 2},
                 "min_seconds": {"type": "number", "minimum": 0},
+                # Caps one grid point's sampling even short of `samples`: large batches take seconds a
+                # call. The record keeps its sample count and says why it stopped.
+                "max_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "limits": _LIMITS,
             },
         },
