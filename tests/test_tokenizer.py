@@ -53,6 +53,19 @@ def test_max_seq_length_from_checkpoint(tmp_path, tiny_checkpoint):
     (tmp_path / "sentence_bert_config.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="sentence_bert_config.json"):
         read_max_seq_length(tmp_path)
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": "long"}')
+    with pytest.raises(ModelFileError, match=r"sentence_bert_config.json: max_seq_length is 'long'"):
+        read_max_seq_length(tmp_path)
+
+
+def test_vocab_size_is_one_past_the_largest_id_even_with_gaps(tmp_path, tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "tokenizer.json").read_text())
+    vocab = config["model"]["vocab"]
+    largest = max(vocab.values())
+    vocab[next(iter(vocab))] = largest + 40  # an id far past the others: the model needs that many rows
+    gapped = tmp_path / "tokenizer.json"
+    gapped.write_text(json.dumps(config))
+    assert Tokenizer.from_file(gapped, 8).vocab_size == largest + 41
 
 
 def test_left_padding_side_is_kept(tmp_path, tiny_checkpoint):
