@@ -1,7 +1,11 @@
 """`embedkit bench`: embedkit vs raw `session.run` vs sentence-transformers, interleaved in one process.
 
 Every contender runs in turn inside each round (A B C … A B C …), so machine noise lands on all of
-them alike; the figures that matter are the ratios, not the absolute times.
+them alike; the figures that matter are the ratios, not the absolute times. Within a round each
+contender makes a block of calls and its first few are discarded: they pay for the caches the previous
+contender evicted and for its runtime's workers still spinning. Each runtime keeps its defaults:
+PyTorch's OpenMP pool as it comes, embedkit's sessions with workers that stop spinning when a run
+returns, so that ORT's idle workers do not hold the cores PyTorch's block needs.
 
 The leak check, last so it cannot disturb the timings, reads the process's resident memory before
 and after many `embed` calls of mixed batch sizes, and before and after creating and closing the
@@ -11,7 +15,6 @@ session many times; each after a warm-up of the same, so what it reports is grow
 from __future__ import annotations
 
 import gc
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,8 @@ from .session import OrtSession, SessionConfig
 
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]
 WARMUP_CALLS = 30
+BLOCK_CALLS = 25  # single-text calls a contender makes in a row within a round
+BLOCK_WARMUP = 5  # of which the first are not kept (≥ 10 ms: past OpenMP's spin after a torch call)
 BATCH_SIZE = 32
 THROUGHPUT_ROUNDS = 3
 LEAK_CALLS = 10_000
@@ -54,12 +59,9 @@ def _single_sentence(embedder: Embedder, candidates: list[str]) -> str:
 
 
 def _contenders(model: str, variants: list[str], sentence: str) -> tuple[list[Contender], Embedder]:
-    # Neither runtime may spin its idle workers while the other runs: OpenMP (torch) is made passive
-    # before torch loads, ORT sessions are created without spinning.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .parity import reference_model
 
-    embedders = {variant: load(model, variant, allow_spinning=False) for variant in variants}
+    embedders = {variant: load(model, variant) for variant in variants}
     base = embedders[variants[0]]
     raw_feeds = base.feeds(base.tokenizer.encode([sentence]))
     reference = reference_model(base.spec)
@@ -71,16 +73,21 @@ def _contenders(model: str, variants: list[str], sentence: str) -> tuple[list[Co
 
 
 def _single_text_latency(contenders: list[Contender], sentence: str, calls: int) -> dict[str, np.ndarray]:
-    samples = {c.name: np.empty(calls) for c in contenders}
+    """At least `calls` kept samples per contender; sample i of every contender comes from one round."""
+    kept_per_block = BLOCK_CALLS - BLOCK_WARMUP
+    rounds = -(-calls // kept_per_block)
+    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
     for _ in range(WARMUP_CALLS):
         for contender in contenders:
             contender.call([sentence])
-    for i in tqdm(range(calls), desc="single text", leave=False):
+    for _ in tqdm(range(rounds), desc="single text", leave=False):
         for contender in contenders:
-            start = time.perf_counter()
-            contender.call([sentence])
-            samples[contender.name][i] = time.perf_counter() - start
-    return samples
+            for call in range(BLOCK_CALLS):
+                start = time.perf_counter()
+                contender.call([sentence])
+                if call >= BLOCK_WARMUP:
+                    samples[contender.name].append(time.perf_counter() - start)
+    return {name: np.array(values) for name, values in samples.items()}
 
 
 def _batch_throughput(contenders: list[Contender], texts: list[str]) -> dict[str, float]:
@@ -206,7 +213,7 @@ def run_bench(model: str, variants: list[str], single_calls: int = 300, n_senten
               seed: int = 0, leak_calls: int = LEAK_CALLS) -> dict[str, Any]:
     texts = sample_sentences(n_sentences, seed)
     sentence_candidates = texts[:200]
-    probe = load(model, variants[0], allow_spinning=False)
+    probe = load(model, variants[0])
     sentence = _single_sentence(probe, sentence_candidates)
     contenders, base = _contenders(model, variants, sentence)
     latency = _single_text_latency(contenders, sentence, single_calls)

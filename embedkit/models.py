@@ -55,7 +55,7 @@ def load(
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
     enable_profiling: bool = False,
-    allow_spinning: bool = True,
+    spinning: str = "in-run",
     **provider_options: Any,
 ) -> Embedder:
     """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""
@@ -69,7 +69,7 @@ def load(
         intra_op_threads=intra_op_threads,
         inter_op_threads=inter_op_threads,
         enable_profiling=enable_profiling,
-        allow_spinning=allow_spinning,
+        spinning=spinning,
     )
     return embedder_for(spec, chosen, OrtSession(chosen.path, config))
 

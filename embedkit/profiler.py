@@ -78,13 +78,12 @@ class ProfileWorkerError(EmbedkitError):
 # --- sessions and embedders (worker side) -------------------------------------------------------
 
 
-def session_config(backend: Backend, *, allow_spinning: bool = True) -> SessionConfig:
+def session_config(backend: Backend) -> SessionConfig:
     return SessionConfig(
         provider=backend.provider.name,
         provider_options=backend.session_options(),
         graph_optimization=GRAPH_OPTIMIZATION,
         intra_op_threads=backend.intra_op_threads,
-        allow_spinning=allow_spinning,
     )
 
 
@@ -243,7 +242,7 @@ def measure_point(point: GridPoint, variant: Variant, out_dir: Path | None) -> P
             "seq_tokens": batch.target_tokens,
             "intra_op_threads": backend.intra_op_threads,
             "graph_optimization": config.graph_optimization,
-            "allow_spinning": config.allow_spinning,
+            "spinning": config.spinning,
             "label": point.label(),
             "sampling": {
                 "min_samples": scenario.min_samples,
@@ -303,13 +302,13 @@ class _Side:
 def compare_in_process(sides: list[tuple[Backend, Variant]], scenario: Scenario) -> dict[str, Any]:
     """Two backends timed alternately (A B A B …) on the same workload; ratio A/B of median latency.
 
-    Neither session spins its idle threads, so that one side's workers do not steal cores while the
-    other runs (the profile points keep ORT's default spinning).
+    Each session's workers stop spinning when its run returns (embedkit's default), so that one side's
+    workers do not steal cores while the other runs.
     """
     prepared = []
     for backend, variant in sides:
         spec = get_spec(backend.model)
-        config = session_config(backend, allow_spinning=False)
+        config = session_config(backend)
         embedder, _ = open_embedder(spec, variant, config)
         batch = bucket_texts(embedder.tokenizer, scenario.seq_bucket, scenario.batch_size)
         prepared.append(_Side(backend, spec, variant, config, embedder, list(batch.texts)))

@@ -83,7 +83,9 @@ class Tokenizer:
     def encode(self, texts: Sequence[str]) -> TokenizedBatch:
         texts = list(texts)
         try:
-            encodings = self._tokenizer.encode_batch(texts)
+            # encode_batch hands even a single text to the rayon pool, whose wake-up costs more than
+            # the text; a batch of one is encoded on the calling thread.
+            encodings = [self._tokenizer.encode(texts[0])] if len(texts) == 1 else self._tokenizer.encode_batch(texts)
         except TypeError:
             check_encodable(texts)  # names the text the HF tokenizer refused, when it is one of ours
             raise

@@ -37,6 +37,24 @@ def test_openvino_and_cuda_options():
         build_provider_options("OpenVINO", {"precision": "INT4"})
 
 
+@pytest.mark.parametrize("spinning, allow, force_stop", [
+    ("always", "1", ""), ("in-run", "1", "1"), ("never", "0", "")])
+def test_spinning_modes_set_ort_session_entries(spinning, allow, force_stop):
+    options = SessionConfig(spinning=spinning).session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == allow
+    if force_stop:
+        assert options.get_session_config_entry("session.force_spinning_stop") == force_stop
+    else:
+        with pytest.raises(Exception):
+            options.get_session_config_entry("session.force_spinning_stop")
+
+
+def test_an_unknown_spinning_mode_is_an_error():
+    with pytest.raises(ValueError, match="spinning 'sometimes' is not one of"):
+        SessionConfig(spinning="sometimes").session_options()
+
+
 def test_missing_provider_is_an_error_naming_what_is_available(tiny_embedder):
     missing = next(p for p in ("CoreML", "CUDA", "OpenVINO") if resolve_provider(p) not in ort.get_available_providers())
     with pytest.raises(ProviderUnavailableError, match="available: .*CPUExecutionProvider"):

@@ -75,3 +75,15 @@ def test_left_padding_side_is_kept(tmp_path, tiny_checkpoint):
     left.write_text(json.dumps(config))
     batch = Tokenizer.from_file(left, 8).encode(["the cat", "a"])
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("text", ["the cat", "", "the cat " * 20])
+def test_a_single_text_encodes_as_it_does_inside_a_batch(tokenizer, text):
+    # A batch of one takes the tokenizer's single-text path; its row must be the batch path's, unpadded.
+    alone = tokenizer.encode([text])
+    in_batch = tokenizer.encode([text, "the dog is running " * 3])
+    width = alone.input_ids.shape[1]
+    assert alone.input_ids.tolist() == in_batch.input_ids[:1, :width].tolist()
+    assert alone.attention_mask.tolist() == in_batch.attention_mask[:1, :width].tolist()
+    assert in_batch.attention_mask[0, width:].sum() == 0
+    assert alone.n_truncated == int(len(text) > 20)
