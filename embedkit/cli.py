@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import EmbedkitError
 from .paths import PROJECT_ROOT
+from .session import DEFAULT_SPINNING, SPINNING_MODES
 
 
 def split_model(reference: str) -> tuple[str, str | None]:
@@ -246,6 +247,7 @@ def _cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
         batch_sizes=args.batch or [1, 8, 32],
         seq_buckets=args.seq or ["short", "medium", "long"],
         threads=_threads(args.threads),
+        spinning=args.spinning or [DEFAULT_SPINNING],
         min_samples=args.samples,
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
@@ -264,8 +266,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     from .grid import Backend, Scenario
     from .profiler import compare
 
-    if len(args.batch or []) > 1 or len(args.seq or []) > 1 or len(args.threads or []) > 1:
-        raise ValueError("--compare measures one batch size, sequence bucket and thread count")
+    if any(len(values or []) > 1 for values in (args.batch, args.seq, args.threads, args.spinning)):
+        raise ValueError("--compare measures one batch size, sequence bucket, thread count and spinning mode")
     scenario = Scenario((args.batch or [1])[0], (args.seq or ["short"])[0], args.samples, args.min_seconds,
                         args.max_seconds)
     backends = []
@@ -275,7 +277,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         configs = _provider_configs([provider if sep else "CPU"], args.provider_option)
         if len(configs) != 1:
             raise ValueError("--compare takes one value per --provider-option key")
-        backends.append(Backend(model, variant, configs[0], _threads(args.threads)[0]))
+        backends.append(Backend(model, variant, configs[0], _threads(args.threads)[0],
+                                (args.spinning or [DEFAULT_SPINNING])[0]))
     return compare(backends[0], backends[1], scenario)
 
 
@@ -427,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sequence bucket: short ~16 tokens, medium ~64, long = max_seq_length (repeatable)")
     profile.add_argument("--threads", action="append", type=int,
                          help="intra-op threads (repeatable; default 2; 0: ORT's default)")
+    profile.add_argument("--spinning", action="append", choices=SPINNING_MODES,
+                         help=f"how ORT's idle workers wait (repeatable; default {DEFAULT_SPINNING}): always is "
+                              "ORT's default, in-run stops when a run returns, never blocks at once")
     profile.add_argument("--samples", type=int, default=300, help="at least this many timed calls per point")
     profile.add_argument("--min-seconds", type=float, default=10.0, help="and at least this long per point")
     profile.add_argument("--max-seconds", type=float, default=None,

@@ -1,6 +1,7 @@
 """What a profile measures: a grid of backends × scenarios, expanded to points (optimum-benchmark style).
 
-A backend is what runs (model, variant, execution provider with its options, intra-op threads); a
+A backend is what runs (model, variant, execution provider with its options, intra-op threads and how
+its idle workers wait); a
 scenario is what it is asked to do (batch size, sequence-length bucket) and for how long (samples,
 seconds, warm-up). A point is one backend with one scenario; each point is measured in its own
 process. Points travel to that process as JSON, so everything here is plain, hashable data.
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import stats
-from .session import build_provider_options, resolve_provider
+from .session import DEFAULT_SPINNING, SPINNING_MODES, build_provider_options, resolve_provider
 from .workload import SEQ_BUCKETS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -71,10 +72,13 @@ class Backend:
     variant: str
     provider: ProviderConfig = field(default_factory=lambda: ProviderConfig.of("CPU"))
     intra_op_threads: int | None = None
+    spinning: str = DEFAULT_SPINNING  # one of SPINNING_MODES
 
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
+        if self.spinning not in SPINNING_MODES:
+            raise ValueError(f"spinning must be one of {SPINNING_MODES}, got {self.spinning!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +86,7 @@ class Backend:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Backend:
         provider = ProviderConfig.of(data["provider"]["name"], dict(data["provider"]["options"]))
-        return cls(data["model"], data["variant"], provider, data["intra_op_threads"])
+        return cls(data["model"], data["variant"], provider, data["intra_op_threads"], data["spinning"])
 
     def session_options(self) -> dict[str, str]:
         """Provider options as the session gets them: the thread count reaches OpenVINO's own pool."""
@@ -93,7 +97,8 @@ class Backend:
 
     def label(self) -> str:
         threads = "default" if self.intra_op_threads is None else self.intra_op_threads
-        return f"{self.model}:{self.variant}@{self.provider.label()} threads={threads}"
+        spinning = "" if self.spinning == DEFAULT_SPINNING else f" spinning={self.spinning}"
+        return f"{self.model}:{self.variant}@{self.provider.label()} threads={threads}{spinning}"
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def model_variants(models: Iterable[str], variants: Iterable[str]) -> tuple[tupl
 
 @dataclass(frozen=True)
 class Grid:
-    """(model, variant) × provider (+ options) × batch size × sequence bucket × intra-op threads.
+    """(model, variant) × provider (+ options) × batch size × sequence bucket × intra-op threads × spinning.
 
     Models and variants come as pairs because not every model has every variant (an ONNX-only
     source ships one); `model_variants(...)` builds the full product where it exists.
@@ -158,6 +163,7 @@ class Grid:
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     seq_buckets: tuple[str, ...] = DEFAULT_SEQ_BUCKETS
     intra_op_threads: tuple[int | None, ...] = DEFAULT_THREADS
+    spinning: tuple[str, ...] = (DEFAULT_SPINNING,)
     scenario_defaults: Scenario = Scenario(1, "short")  # samples, seconds and warm-up for every point
 
     def with_measurement(self, **changes: Any) -> Grid:
@@ -167,9 +173,9 @@ class Grid:
     def points(self) -> list[GridPoint]:
         """Every point, grouped by backend so that one backend's points run back to back."""
         backends = [
-            Backend(model, variant, provider, threads)
-            for (model, variant), provider, threads in itertools.product(
-                self.models, self.providers, self.intra_op_threads
+            Backend(model, variant, provider, threads, spinning)
+            for (model, variant), provider, threads, spinning in itertools.product(
+                self.models, self.providers, self.intra_op_threads, self.spinning
             )
         ]
         return [

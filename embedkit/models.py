@@ -9,7 +9,7 @@ from .embedder import Embedder
 from .errors import ModelFileError
 from .export import Variant, get_variant
 from .pooling import read_pooling_mode
-from .session import OrtSession, SessionConfig
+from .session import DEFAULT_SPINNING, OrtSession, SessionConfig
 from .sources import materialize, read_json
 from .specs import ModelSpec, get_spec
 from .tokenizer import Tokenizer, read_max_seq_length
@@ -55,7 +55,7 @@ def load(
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
     enable_profiling: bool = False,
-    spinning: str = "in-run",
+    spinning: str = DEFAULT_SPINNING,
     **provider_options: Any,
 ) -> Embedder:
     """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""

@@ -54,7 +54,7 @@ from .grid import (
     Scenario,
 )
 from .models import embedder_for, tokenizer_for
-from .session import OrtSession, SessionConfig
+from .session import DEFAULT_SPINNING, OrtSession, SessionConfig
 from .specs import ModelSpec, get_spec
 from .workload import BucketTexts, bucket_texts
 
@@ -84,6 +84,7 @@ def session_config(backend: Backend) -> SessionConfig:
         provider_options=backend.session_options(),
         graph_optimization=GRAPH_OPTIMIZATION,
         intra_op_threads=backend.intra_op_threads,
+        spinning=backend.spinning,
     )
 
 
@@ -302,8 +303,8 @@ class _Side:
 def compare_in_process(sides: list[tuple[Backend, Variant]], scenario: Scenario) -> dict[str, Any]:
     """Two backends timed alternately (A B A B …) on the same workload; ratio A/B of median latency.
 
-    Each session's workers stop spinning when its run returns (embedkit's default), so that one side's
-    workers do not steal cores while the other runs.
+    Give both sides workers that stop spinning when a run returns (embedkit's default), or one
+    side's workers steal the cores the other runs on.
     """
     prepared = []
     for backend, variant in sides:
@@ -461,6 +462,7 @@ def profile(
     batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES,
     seq_buckets: Iterable[str] = DEFAULT_SEQ_BUCKETS,
     threads: Iterable[int | None] = DEFAULT_THREADS,
+    spinning: Iterable[str] = (DEFAULT_SPINNING,),
     min_samples: int = MIN_SAMPLES,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float | None = None,
@@ -474,6 +476,7 @@ def profile(
         batch_sizes=tuple(batch_sizes),
         seq_buckets=tuple(seq_buckets),
         intra_op_threads=tuple(threads),
+        spinning=tuple(spinning),
     ).with_measurement(min_samples=min_samples, min_seconds=min_seconds, max_seconds=max_seconds)
     return run_grid(grid, out_dir, progress=progress)
 

@@ -68,9 +68,12 @@ def test_grid_axes_multiply_and_measurement_settings_apply_to_every_point() -> N
         batch_sizes=(1, 32),
         seq_buckets=("short",),
         intra_op_threads=(1, None),
+        spinning=("in-run", "always"),
     ).with_measurement(min_samples=50, min_seconds=2.0, max_seconds=30.0)
     points = grid.points()
-    assert len(points) == 9 * 2 * 2
+    assert len(points) == 9 * 2 * 2 * 2
+    assert {p.backend.spinning for p in points} == {"in-run", "always"}
+    assert sum(p.backend.label().endswith("spinning=always") for p in points) == len(points) // 2
     assert {p.scenario.min_samples for p in points} == {50} and {p.scenario.max_seconds for p in points} == {30.0}
     coreml = {p.backend.provider.options_dict["MLComputeUnits"] for p in points if "CoreML" in p.backend.provider.name}
     assert coreml == {"ALL", "CPUAndNeuralEngine", "CPUAndGPU", "CPUOnly"}
@@ -85,7 +88,7 @@ def test_grid_axes_multiply_and_measurement_settings_apply_to_every_point() -> N
     ],
 )
 def test_provider_options_survive_the_trip_to_a_worker_as_strings(provider: str, options: dict) -> None:
-    point = GridPoint(Backend("m", "fp32", ProviderConfig.of(provider, options), 2), Scenario(8, "medium"))
+    point = GridPoint(Backend("m", "fp32", ProviderConfig.of(provider, options), 2, "never"), Scenario(8, "medium"))
     received = GridPoint.from_dict(json.loads(json.dumps(point.to_dict())))
     assert received == point
     assert received.backend.provider.options_dict == {key: str(value) for key, value in options.items()}
@@ -96,6 +99,8 @@ def test_bad_option_values_are_refused_when_the_grid_is_defined() -> None:
         ProviderConfig.of("CoreML", {"MLComputeUnits": "GPU"})
     with pytest.raises(ValueError, match="unknown sequence bucket"):
         Scenario(1, "huge")
+    with pytest.raises(ValueError, match="spinning must be one of"):
+        Backend("m", "fp32", spinning="sometimes")
 
 
 def test_openvino_gets_the_thread_count_through_its_own_option() -> None:
@@ -182,6 +187,7 @@ def test_a_grid_point_in_a_fresh_process_writes_a_valid_record(tiny, tmp_path: P
     cpu = record["placement"]["providers"]["CPUExecutionProvider"]
     assert cpu["node_share"] == 1.0 and cpu["time_share"] == 1.0 and not record["placement"]["fallback_nodes"]
     assert record["grid"]["provider"] == "CPUExecutionProvider" and record["grid"]["batch_size"] == 2
+    assert record["grid"]["spinning"] == "in-run"
     assert record["grid"]["workload"]["tokens_per_text"]["max"] <= 16
     assert record["model"]["variant"]["sha256"] == variant.sha256
     assert record["cold_start"]["session_create_ms"] > 0 and record["peak_rss_mb"] > 0
