@@ -30,11 +30,13 @@ def profile_record(
     seq_bucket: str = "short",
     threads: int | None = 2,
     cpu_share: float = 1.0,
+    spread: float = 0.01,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """A profile record whose total-stage P95 is close to `p95_ms`; `cpu_share` of nodes fall back to CPU."""
+    """A profile record whose total-stage P95 is close to `p95_ms`; `cpu_share` of nodes fall back to CPU.
+
+    Its samples are normal with a standard deviation of `spread` × `p95_ms`."""
     rng = np.random.default_rng(seed)
-    spread = 0.01
     total = rng.normal(p95_ms / (1 + 1.645 * spread), p95_ms * spread, 300)
     stages = {"tokenize": total * 0.06, "feeds": total * 0.02, "run": total * 0.88, "pool": total * 0.04, "total": total}
     shares = {CPU: cpu_share} if provider == CPU else {provider: 1.0 - cpu_share, CPU: cpu_share}
@@ -72,14 +74,19 @@ def profile_record(
 
 
 def score_record(
-    scores: dict[str, float], *, model: str = "all-MiniLM-L6-v2", variant: str = "fp32", machine: str = "linux-box"
+    scores: dict[str, float],
+    *,
+    model: str = "all-MiniLM-L6-v2",
+    variant: str = "fp32",
+    forced: bool = False,
+    machine: str = "linux-box",
 ) -> dict[str, Any]:
     body = {
         "model": {"spec": {"name": model}, "variant": {"name": variant, "sha256": "ab" * 32, "manifest": {}}},
         "provider": CPU,
         "scores": scores,
         "tasks": {task: {"main_score": value} for task, value in scores.items()},
-        "forced": False,
+        "forced": forced,
         "data_sha256": {task: "cd" * 32 for task in scores},
     }
     return records.new_record("score", body, provenance=on_machine(machine))

@@ -4,86 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from embedkit import provenance, records
+from embedkit import records
 from embedkit.decision import DecisionPolicy, Verdict, decision_card
 
-PROVIDER = "CPUExecutionProvider"
-
-
-def _model(model: str, variant: str) -> dict[str, Any]:
-    return {
-        "spec": {"name": model},
-        "variant": {"name": variant, "sha256": "ab" * 32, "manifest": {}},
-    }
-
-
-def _machine(machine_id: str) -> dict[str, Any]:
-    return {**provenance.collect(), "machine_id": machine_id}
-
-
-def profile(
-    p95_ms: float,
-    *,
-    model: str = "all-MiniLM-L6-v2",
-    variant: str = "fp32",
-    machine: str = "linux-box",
-    batch_size: int = 1,
-    seq_bucket: str = "short",
-    threads: int | None = 2,
-    spread: float = 0.01,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """A profile record whose total-stage P95 is close to `p95_ms`."""
-    rng = np.random.default_rng(seed)
-    total = rng.normal(p95_ms / (1 + 1.645 * spread), p95_ms * spread, 400)
-    stages = {"tokenize": total * 0.05, "feeds": total * 0.01, "run": total * 0.9, "pool": total * 0.04, "total": total}
-    body = {
-        "model": _model(model, variant),
-        "grid": {
-            "model": model,
-            "variant": variant,
-            "provider": PROVIDER,
-            "provider_options": {},
-            "batch_size": batch_size,
-            "seq_bucket": seq_bucket,
-            "intra_op_threads": threads,
-        },
-        **records.latency_sections(stages, resamples=300),
-        "throughput": {"texts_per_s": 1000 * batch_size / p95_ms, "tokens_per_s": 16_000 * batch_size / p95_ms},
-        "peak_rss_mb": 150.0,
-        "cold_start": {"session_create_ms": 100.0, "first_run_ms": 20.0},
-        "warmup": {"runs": 40, "stable": True},
-        "placement": {
-            "requested_providers": [PROVIDER],
-            "runs": 10,
-            "providers": {PROVIDER: {"nodes": 1, "node_share": 1, "time_us": 1, "time_share": 1, "partitions": 1}},
-            "fallback_nodes": [],
-        },
-    }
-    return records.new_record("profile", body, provenance=_machine(machine))
-
-
-def score(
-    scores: dict[str, float],
-    *,
-    model: str = "all-MiniLM-L6-v2",
-    variant: str = "fp32",
-    forced: bool = False,
-    machine: str = "linux-box",
-) -> dict[str, Any]:
-    body = {
-        "model": _model(model, variant),
-        "provider": PROVIDER,
-        "scores": scores,
-        "tasks": {task: {"main_score": value} for task, value in scores.items()},
-        "forced": forced,
-        "data_sha256": {task: "cd" * 32 for task in scores},
-    }
-    return records.new_record("score", body, provenance=_machine(machine))
+from records_factory import profile_record as profile
+from records_factory import score_record as score
 
 
 def card(*records_: dict[str, Any], policy: DecisionPolicy | None = None) -> pd.DataFrame:
