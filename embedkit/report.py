@@ -78,6 +78,9 @@ def profile_command(profile: Mapping[str, Any]) -> str:
     parts += _option("--seq", profile["grid.seq_bucket"])
     threads = profile.get("grid.intra_op_threads")
     parts += _option("--threads", 0 if threads is None or pd.isna(threads) else int(threads))  # 0: ORT's default
+    spinning = profile.get("grid.spinning")
+    if isinstance(spinning, str):  # records made before spinning was a grid axis do not say
+        parts += _option("--spinning", spinning)
     sampling = {"--samples": "grid.sampling.min_samples", "--min-seconds": "grid.sampling.min_seconds",
                 "--max-seconds": "grid.sampling.max_seconds"}  # fmt: skip
     for flag, column in sampling.items():

@@ -284,6 +284,10 @@ def test_profile_command_repeats_the_sampling_and_default_threads() -> None:
     assert report.profile_command(row) == (
         "embedkit profile m:int8 --provider CPU --batch 8 --seq long --threads 0 --samples 300 --min-seconds 3"
     )
+    assert report.profile_command({**row, "grid.spinning": "always"}) == (
+        "embedkit profile m:int8 --provider CPU --batch 8 --seq long --threads 0 --spinning always --samples 300 "
+        "--min-seconds 3"
+    )
 
 
 def test_machines_table_counts_each_machines_records(frame: pd.DataFrame) -> None:
