@@ -17,8 +17,10 @@ from embedkit.paths import PROJECT_ROOT
 
 QUALITY = PROJECT_ROOT / "notebooks" / "03_quality.ipynb"
 TASK = "BIOSSES"
-# Exactly what embedkit.sweep.expand passes to a quality run (plus out_dir, which execute_run adds).
-SWEEP_PARAMETERS = {"model", "variant", "provider", "provider_options", "tasks", "force", "batch_size", "out_dir"}
+# Exactly what embedkit.sweep.expand passes to a quality run, plus what execute_run adds: out_dir, and
+# the run's share of the cores (threads) when it runs beside others on a LocalCluster.
+SWEEP_PARAMETERS = {"model", "variant", "provider", "provider_options", "tasks", "force", "batch_size", "threads",
+                    "out_dir"}
 
 
 @pytest.fixture(scope="module")

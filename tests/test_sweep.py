@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import psutil
 import pytest
 
 from embedkit.limits import Limits
@@ -113,6 +114,8 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks
     assert broken.error["type"] == "RuntimeError" and "made to fail" in broken.error["message"]
     status = json.loads((sweep_dir / broken.run_id / RUN_FILE).read_text())
     assert status["state"] == "failed" and (sweep_dir / broken.run_id / "executed.ipynb").is_file()
+    # Two runs side by side on the LocalCluster share the cores out; the share is not part of the run id.
+    assert status["execution"] == {"threads": max(1, (psutil.cpu_count(logical=False) or 1) // 2)}
     # The quality runs ran on the LocalCluster's worker processes, not here.
     import scrapbook
 
