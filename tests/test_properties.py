@@ -23,7 +23,9 @@ AWKWARD_PIECES = ["\x00", "\x07", "\x1b", "\x7f", "\r\n", "\t", "\u200b", "\u200
                   "\ufffd", "e\u0301", "שלום", "مرحبا", "中文", "😀", "👩\u200d👩\u200d👧", "🇫🇷", "\U0010ffff"]
 
 words = st.one_of(
-    st.text(st.characters(), min_size=1, max_size=12),
+    # Every character but a lone surrogate (category Cs), which is not Unicode text: embedkit refuses it
+    # with an error naming the text (test_a_lone_surrogate_is_refused_naming_the_callers_index).
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12),
     st.sampled_from(AWKWARD_PIECES),
     st.sampled_from(TINY_WORDS),
 )
