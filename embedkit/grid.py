@@ -1,10 +1,9 @@
 """What a profile measures: a grid of backends × scenarios, expanded to points (optimum-benchmark style).
 
-A backend is what runs (model, variant, execution provider with its options, intra-op threads and how
-its idle workers wait); a
-scenario is what it is asked to do (batch size, sequence-length bucket) and for how long (samples,
-seconds, warm-up). A point is one backend with one scenario; each point is measured in its own
-process. Points travel to that process as JSON, so everything here is plain, hashable data.
+A backend is what runs (model, variant, execution provider with its options, intra-op threads, how its
+idle workers wait); a scenario is what it is asked to do (batch size, sequence-length bucket) and for
+how long (samples, seconds, warm-up). A point is one backend with one scenario; each point is measured
+in its own process. Points travel to that process as JSON, so everything here is plain, hashable data.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import stats
-from .session import DEFAULT_SPINNING, SPINNING_MODES, build_provider_options, resolve_provider
+from .session import DEFAULT_SPINNING, build_provider_options, check_spinning, resolve_provider
 from .workload import SEQ_BUCKETS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -77,8 +76,7 @@ class Backend:
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
-        if self.spinning not in SPINNING_MODES:
-            raise ValueError(f"spinning must be one of {SPINNING_MODES}, got {self.spinning!r}")
+        check_spinning(self.spinning)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,6 +70,13 @@ class SessionClosedError(EmbedkitError, RuntimeError):
     """The session was closed: its InferenceSession is gone."""
 
 
+def check_spinning(mode: str) -> str:
+    """`mode` if it is one of SPINNING_MODES, else a ValueError naming them."""
+    if mode not in SPINNING_MODES:
+        raise ValueError(f"spinning must be one of {SPINNING_MODES}, got {mode!r}")
+    return mode
+
+
 def resolve_provider(name: str) -> str:
     """ORT's full provider name for a short or full name."""
     if name in SHORT_NAMES:
@@ -122,9 +129,7 @@ class SessionConfig:
             options.intra_op_num_threads = self.intra_op_threads
         if self.inter_op_threads is not None:
             options.inter_op_num_threads = self.inter_op_threads
-        if self.spinning not in SPINNING_MODES:
-            raise ValueError(f"spinning {self.spinning!r} is not one of {SPINNING_MODES}")
-        allow = "0" if self.spinning == "never" else "1"
+        allow = "0" if check_spinning(self.spinning) == "never" else "1"
         options.add_session_config_entry("session.intra_op.allow_spinning", allow)
         options.add_session_config_entry("session.inter_op.allow_spinning", allow)
         if self.spinning == "in-run":
