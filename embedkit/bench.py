@@ -34,7 +34,7 @@ from .session import OrtSession, SessionConfig
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]
 WARMUP_CALLS = 30
 BLOCK_CALLS = 25  # single-text calls a contender makes in a row within a round
-BLOCK_WARMUP = 5  # of which the first are not kept (≥ 10 ms: past OpenMP's spin after a torch call)
+BLOCK_WARMUP = 5  # of which the first are not kept: cold caches, the previous runtime's workers still spinning
 BATCH_SIZE = 32
 THROUGHPUT_ROUNDS = 3
 LEAK_CALLS = 10_000

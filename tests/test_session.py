@@ -46,7 +46,7 @@ def test_spinning_modes_set_ort_session_entries(spinning, allow, force_stop):
     if force_stop:
         assert options.get_session_config_entry("session.force_spinning_stop") == force_stop
     else:
-        with pytest.raises(Exception):
+        with pytest.raises(RuntimeError):  # ORT's answer for an entry that was never set
             options.get_session_config_entry("session.force_spinning_stop")
 
 

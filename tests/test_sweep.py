@@ -114,8 +114,10 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks
     assert broken.error["type"] == "RuntimeError" and "made to fail" in broken.error["message"]
     status = json.loads((sweep_dir / broken.run_id / RUN_FILE).read_text())
     assert status["state"] == "failed" and (sweep_dir / broken.run_id / "executed.ipynb").is_file()
-    # Two runs side by side on the LocalCluster share the cores out; the share is not part of the run id.
-    assert status["execution"] == {"threads": max(1, (psutil.cpu_count(logical=False) or 1) // 2)}
+    # Two runs side by side on the LocalCluster share the cores out (at least one thread each); the share
+    # is recorded, not part of the run id.
+    threads = status["execution"]["threads"]
+    assert threads >= 1 and 2 * threads <= max(2, psutil.cpu_count(logical=False) or 1)
     # The quality runs ran on the LocalCluster's worker processes, not here.
     import scrapbook
 
