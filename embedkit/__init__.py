@@ -3,9 +3,9 @@ latency you can afford — measured, recorded, and re-runnable."""
 
 from importlib import metadata
 
-from .embedder import Embedder, StageTimer
-from .models import load
-from .specs import KNOWN_SPECS, ModelSpec, get_spec
+from embedkit.pipeline.embedder import Embedder, StageTimer
+from embedkit.models.loading import load
+from embedkit.models.specs import KNOWN_SPECS, ModelSpec, get_spec
 
 try:
     __version__ = metadata.version("embedkit")

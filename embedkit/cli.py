@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbedkitError
-from .paths import PROJECT_ROOT
-from .session import DEFAULT_SPINNING, SPINNING_MODES
+from embedkit.errors import EmbedkitError
+from embedkit.paths import PROJECT_ROOT
+from embedkit import defaults
+from embedkit.pipeline.session import SPINNING_MODES
 
 
 def split_model(reference: str) -> tuple[str, str | None]:
@@ -41,7 +42,7 @@ def _positive_number(text: str) -> float:
 
 
 def _cmd_models(args: argparse.Namespace) -> dict[str, Any]:
-    from .specs import KNOWN_SPECS
+    from embedkit.models.specs import KNOWN_SPECS
 
     return {
         "models": [
@@ -62,7 +63,7 @@ def _cmd_models(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _describe_source(source: Any) -> str:
-    from .specs import HubSource, PipSource
+    from embedkit.models.specs import HubSource, PipSource
 
     if isinstance(source, PipSource):
         return "pip: " + ", ".join(source.packages)
@@ -72,8 +73,8 @@ def _describe_source(source: Any) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
-    from .export import get_variant
-    from .specs import get_spec
+    from embedkit.models.export import get_variant
+    from embedkit.models.specs import get_spec
 
     spec = get_spec(args.model)
     variants = [get_variant(spec, name, args.quantization_arch) for name in args.variant or ["fp32"]]
@@ -82,7 +83,7 @@ def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
-    from .inspect import inspect_model
+    from embedkit.models.inspect import inspect_model
 
     path = Path(args.path)
     if path.is_dir():
@@ -94,7 +95,7 @@ def _cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace):
-    from .models import load
+    from embedkit.models.loading import load
 
     model, variant = split_model(args.model)
     return load(model, variant, args.provider, fallback=args.fallback, intra_op_threads=args.threads,
@@ -112,7 +113,7 @@ def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_parity(args: argparse.Namespace) -> dict[str, Any]:
-    from .parity import run_parity
+    from embedkit.models.parity import run_parity
 
     return run_parity(_load(args))
 
@@ -136,7 +137,7 @@ def _use_data_mirror(directory: str | None) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
-    from .quality import score, write_score_record
+    from embedkit.quality.scoring import score, write_score_record
 
     tasks = _task_names(args.tasks)
     _use_data_mirror(args.data)
@@ -148,14 +149,14 @@ def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
-    from .quality import verify_record
+    from embedkit.quality.scoring import verify_record
 
     _use_data_mirror(args.data)
     return verify_record(args.record).to_dict()
 
 
 def _cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
-    from .quality import quick_probe
+    from embedkit.quality.scoring import quick_probe
 
     embedder = _load(args)
     return {"model": embedder.spec.name, "variant": embedder.variant.name, "providers": embedder.providers,
@@ -163,15 +164,15 @@ def _cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from .bench import run_bench
+    from embedkit.latency.bench import run_bench
 
     return run_bench(args.model, variants=args.variant or ["fp32", "int8-pc"], single_calls=args.calls,
                      n_sentences=args.sentences, seed=args.seed, leak_calls=args.leak_calls)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    from .limits import Limits
-    from .sweep import run_sweep
+    from embedkit.runs.limits import Limits
+    from embedkit.runs.sweep import run_sweep
 
     summary = run_sweep(Path(args.file), force=args.force, scheduler=args.scheduler, workers=args.workers,
                         notebooks_dir=Path(args.notebooks), limits=Limits(args.memory_mb, args.seconds))
@@ -179,7 +180,7 @@ def _cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_results_merge(args: argparse.Namespace) -> dict[str, Any]:
-    from .records import merge_records
+    from embedkit.results.records import merge_records
 
     written = merge_records(args.sources, args.into)
     return {"into": args.into, "written": [str(p) for p in written]}
@@ -200,8 +201,8 @@ def _option_axes(pairs: list[str]) -> list[dict[str, str]]:
 
 def _provider_configs(providers: list[str], option_pairs: list[str]) -> list[Any]:
     """Each provider under each option combination; options go to the accelerators, not to CPU."""
-    from .grid import ProviderConfig
-    from .session import resolve_provider
+    from embedkit.latency.grid import ProviderConfig
+    from embedkit.pipeline.providers import resolve_provider
 
     configs = []
     for name in providers:
@@ -212,7 +213,7 @@ def _provider_configs(providers: list[str], option_pairs: list[str]) -> list[Any
 
 
 def _model_variant(reference: str) -> tuple[str, str]:
-    from .specs import get_spec
+    from embedkit.models.specs import get_spec
 
     model, variant = split_model(reference)
     return model, variant or get_spec(model).packaged_variant
@@ -233,8 +234,8 @@ def _report_progress(index: int, total: int, point: Any, record: dict[str, Any] 
 
 
 def _cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
-    from .profiler import profile, record_summary
-    from .records import RECORD_SUFFIX, default_records_dir
+    from embedkit.latency.profiler import profile, record_summary
+    from embedkit.results.records import RECORD_SUFFIX, default_records_dir
 
     if args.compare:
         return _compare(args)
@@ -247,7 +248,7 @@ def _cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
         batch_sizes=args.batch or [1, 8, 32],
         seq_buckets=args.seq or ["short", "medium", "long"],
         threads=_threads(args.threads),
-        spinning=args.spinning or [DEFAULT_SPINNING],
+        spinning=args.spinning or [defaults.SPINNING],
         min_samples=args.samples,
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
@@ -263,8 +264,8 @@ def _cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
-    from .grid import Backend, Scenario
-    from .profiler import compare
+    from embedkit.latency.grid import Backend, Scenario
+    from embedkit.latency.profiler import compare
 
     if any(len(values or []) > 1 for values in (args.batch, args.seq, args.threads, args.spinning)):
         raise ValueError("--compare measures one batch size, sequence bucket, thread count and spinning mode")
@@ -278,14 +279,14 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         if len(configs) != 1:
             raise ValueError("--compare takes one value per --provider-option key")
         backends.append(Backend(model, variant, configs[0], _threads(args.threads)[0],
-                                (args.spinning or [DEFAULT_SPINNING])[0]))
+                                (args.spinning or [defaults.SPINNING])[0]))
     return compare(backends[0], backends[1], scenario)
 
 
 def _cmd_decide(args: argparse.Namespace) -> dict[str, Any]:
-    from .decision import DecisionPolicy, decision_card
-    from .paths import results_dir
-    from .records import load_frame
+    from embedkit.analysis.decision import DecisionPolicy, decision_card
+    from embedkit.paths import results_dir
+    from embedkit.results.records import load_frame
 
     policy = DecisionPolicy(excellent_ms=args.excellent_ms, target_ms=args.target_ms, acceptable_ms=args.acceptable_ms,
                             quality_floor=args.quality_floor, quality_excellent=args.quality_excellent,
@@ -297,7 +298,7 @@ def _cmd_decide(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_report(args: argparse.Namespace) -> dict[str, Any]:
-    from .report import run_report
+    from embedkit.publish.report import run_report
 
     report = run_report(args.sweep, metric=args.metric, tasks=args.tasks, batch_size=args.batch, seq_bucket=args.seq,
                         kernel=args.kernel)
@@ -310,8 +311,8 @@ def _cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     A failed run (say, a provider that cannot compile a model) is a finding, not a crash: it is listed
     with its reason, and the report shows everything that did run.
     """
-    from .report import run_report
-    from .sweep import run_sweep
+    from embedkit.publish.report import run_report
+    from embedkit.runs.sweep import run_sweep
 
     started = time.perf_counter()
     summary = run_sweep(Path(args.file), force=args.force)
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--threads", action="append", type=int,
                          help="intra-op threads (repeatable; default 2; 0: ORT's default)")
     profile.add_argument("--spinning", action="append", choices=SPINNING_MODES,
-                         help=f"how ORT's idle workers wait (repeatable; default {DEFAULT_SPINNING}): always is "
+                         help=f"how ORT's idle workers wait (repeatable; default {defaults.SPINNING}): always is "
                               "ORT's default, in-run stops when a run returns, never blocks at once")
     profile.add_argument("--samples", type=int, default=300, help="at least this many timed calls per point")
     profile.add_argument("--min-seconds", type=float, default=10.0, help="and at least this long per point")

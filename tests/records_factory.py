@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from embedkit import provenance, records
+from embedkit.results import provenance
+from embedkit.results import records
 
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"

@@ -22,7 +22,7 @@ NO_RECORDS = 'import scrapbook as sb\nsb.glue("records", [])'
 WRITE_SCORE_RECORD = """
 import os
 import scrapbook as sb
-from embedkit.records import new_record, write_record
+from embedkit.results.records import new_record, write_record
 body = {"model": {"spec": {"name": model}, "variant": {"name": variant, "sha256": "0" * 64, "manifest": {}}},
         "provider": provider, "scores": {"STSBenchmark": 0.8}, "tasks": {"STSBenchmark": {}}, "forced": False,
         "data_sha256": {"sts-test.csv": "1" * 64}}

@@ -15,10 +15,10 @@ import pytest
 
 import embedkit
 from embedkit.errors import ModelFileError
-from embedkit.export import get_variant, read_variant
-from embedkit.models import pooling_mode, tokenizer_for
-from embedkit.session import OrtSession
-from embedkit.specs import local_spec, with_overrides
+from embedkit.models.export import get_variant, read_variant
+from embedkit.models.loading import pooling_mode, tokenizer_for
+from embedkit.pipeline.session import OrtSession
+from embedkit.models.specs import local_spec, with_overrides
 
 
 @pytest.fixture

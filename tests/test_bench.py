@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.bench import RAW, ST, TARGETS, bench_ratios
+from embedkit.latency.bench import RAW, ST, TARGETS, bench_ratios
 
 
 def _rounds(rng: np.random.Generator, medians_ms: dict[str, float], n: int = 400) -> dict[str, np.ndarray]:

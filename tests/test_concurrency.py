@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import embedkit
-from embedkit.embedder import STAGES, Embedder, StageTimer
-from embedkit.session import SessionClosedError
+from embedkit.pipeline.embedder import STAGES, Embedder, StageTimer
+from embedkit.pipeline.session import SessionClosedError
 
 from conftest import TINY_WORDS
 

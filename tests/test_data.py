@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from embedkit import data
+from embedkit.quality import mirror as data
 from embedkit.errors import EmbedkitError
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embedkit import records
-from embedkit.decision import DecisionPolicy, Verdict, decision_card
+from embedkit.results import records
+from embedkit.analysis.decision import DecisionPolicy, Verdict, decision_card
 
 from records_factory import profile_record as profile
 from records_factory import score_record as score

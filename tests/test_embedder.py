@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import embedkit
-from embedkit.embedder import STAGES, StageTimer
+from embedkit.pipeline.embedder import STAGES, StageTimer
 from embedkit.errors import ModelFileError
-from embedkit.specs import with_overrides
+from embedkit.models.specs import with_overrides
 
 TEXTS = ["the cat", "a man is playing guitar in the snow field", "", "dog", "machine learning and pasta " * 3]
 

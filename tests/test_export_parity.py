@@ -6,8 +6,8 @@ import pytest
 
 import embedkit
 from embedkit.errors import ParityError
-from embedkit.export import get_variant, quantization_source
-from embedkit.parity import PARITY_TEXTS, THRESHOLDS, require_parity, run_parity
+from embedkit.models.export import get_variant, quantization_source
+from embedkit.models.parity import PARITY_TEXTS, THRESHOLDS, require_parity, run_parity
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_gate_result_is_stored_with_the_variant(parity_results):
 def test_a_failed_gate_refuses_use_unless_forced(tmp_path):
     import json
 
-    from embedkit.export import Variant
+    from embedkit.models.export import Variant
 
     failed = Variant("int8", tmp_path / "model.onnx", {"model_sha256": "0" * 64}, tmp_path)
     (tmp_path / "parity.json").write_text(json.dumps(

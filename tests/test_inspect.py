@@ -1,4 +1,4 @@
-from embedkit.inspect import COREML_MAX_DIMENSION, coreml_report, graph_facts, oversized_tensors
+from embedkit.models.inspect import COREML_MAX_DIMENSION, coreml_report, graph_facts, oversized_tensors
 
 
 def test_minilm_graph_facts(minilm):

@@ -9,10 +9,10 @@ import weakref
 import pytest
 
 import embedkit
-from embedkit import bench
-from embedkit.bench import LEAK_CALLS, LEAK_SESSION_CYCLES, leak_check
+from embedkit.latency import bench
+from embedkit.latency.bench import LEAK_CALLS, LEAK_SESSION_CYCLES, leak_check
 from embedkit.cli import main
-from embedkit.session import OrtSession, SessionClosedError
+from embedkit.pipeline.session import OrtSession, SessionClosedError
 
 from conftest import TINY_WORDS
 

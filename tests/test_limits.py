@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from embedkit import cli
-from embedkit.limits import Limits
-from embedkit.sweep import EXECUTED, RUN_FILE, run_sweep
+from embedkit.runs.limits import Limits
+from embedkit.runs.sweep import EXECUTED, RUN_FILE, run_sweep
 from sweep_stand_ins import TWO_VARIANTS_SCORED, stand_ins, sweep_file
 
 MEMORY_CEILING_MB = 300
@@ -64,7 +64,7 @@ def test_sweep_command_line_limits_reach_the_sweep(tmp_path: Path, monkeypatch: 
         received.update(options, path=path)
         raise ValueError("stop here")
 
-    monkeypatch.setattr("embedkit.sweep.run_sweep", fake_sweep)
+    monkeypatch.setattr("embedkit.runs.sweep.run_sweep", fake_sweep)
     argv = ["sweep", "s.yaml", "--memory-mb", "300", "--seconds", "2.5", "--notebooks", str(tmp_path)]
     assert cli.main(argv) == 2
     assert received["limits"] == Limits(memory_mb=300, seconds=2.5) and received["notebooks_dir"] == tmp_path

@@ -11,13 +11,15 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit import quality, records, report
-from embedkit.embedder import Embedder
+from embedkit.quality import scoring as quality
+from embedkit.results import records
+from embedkit.publish import report
+from embedkit.pipeline.embedder import Embedder
 from embedkit.paths import PROJECT_ROOT
 
 QUALITY = PROJECT_ROOT / "notebooks" / "03_quality.ipynb"
 TASK = "BIOSSES"
-# Exactly what embedkit.sweep.expand passes to a quality run, plus what execute_run adds: out_dir, and
+# Exactly what embedkit.runs.sweep.expand passes to a quality run, plus what execute_run adds: out_dir, and
 # the run's share of the cores (threads) when it runs beside others on a LocalCluster.
 SWEEP_PARAMETERS = {"model", "variant", "provider", "provider_options", "tasks", "force", "batch_size", "threads",
                     "out_dir"}

@@ -11,8 +11,9 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit import records, report
-from embedkit.embedder import Embedder
+from embedkit.results import records
+from embedkit.publish import report
+from embedkit.pipeline.embedder import Embedder
 from embedkit.paths import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"

@@ -28,7 +28,8 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit import records, report
+from embedkit.results import records
+from embedkit.publish import report
 from embedkit.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow

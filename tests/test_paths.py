@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from embedkit import records, report
+from embedkit.results import records
+from embedkit.publish import report
 from embedkit.errors import EmbedkitError
 from embedkit.paths import child_path, safe_name
-from embedkit.sweep import run_sweep
+from embedkit.runs.sweep import run_sweep
 from records_factory import score_record
 from sweep_stand_ins import stand_ins, sweep_file
 

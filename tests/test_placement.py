@@ -13,7 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from embedkit import placement, records
+from embedkit.latency import placement
+from embedkit.results import records
 
 NODE_NAMES = ["matmul", "add", "relu", "softmax", "mean"]
 RUNS = 5

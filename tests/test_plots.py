@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Annotation
 
-from embedkit import notebook as nb
-from embedkit import plots, records, report
-from embedkit.decision import decision_card
+from embedkit.runs import notebook as nb
+from embedkit.publish import plots
+from embedkit.results import records
+from embedkit.publish import report
+from embedkit.analysis.decision import decision_card
 from records_factory import (
     CPU, MINILM_SCORES, OPENVINO, SMALL_SWEEP_FRONTIER, TASKS, profile_record, score_record, small_sweep,
 )

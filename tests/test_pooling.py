@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from embedkit.pooling import cls_pool, l2_normalize, last_token_pool, mean_pool, pool, read_pooling_mode
+from embedkit.pipeline.pooling import cls_pool, l2_normalize, last_token_pool, mean_pool, pool, read_pooling_mode
 
 
 def _tokens() -> np.ndarray:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from embedkit import records, stats
+from embedkit.results import records
+from embedkit.analysis import stats
 from embedkit.cli import main
-from embedkit.data import read_stsbenchmark
-from embedkit.environments import PYTHONS_ENV, Environments, candidate_interpreters, probe
+from embedkit.quality.mirror import read_stsbenchmark
+from embedkit.latency.environments import PYTHONS_ENV, Environments, candidate_interpreters, probe
 from embedkit.errors import ProviderUnavailableError
-from embedkit.grid import Backend, Grid, GridPoint, ProviderConfig, Scenario, coreml_providers, model_variants
-from embedkit.profiler import (
+from embedkit.latency.grid import Backend, Grid, GridPoint, ProviderConfig, Scenario, coreml_providers, model_variants
+from embedkit.latency.profiler import (
     ProfileWorkerError,
     cold_start,
     compare,
@@ -25,7 +26,7 @@ from embedkit.profiler import (
     session_config,
     worker_main,
 )
-from embedkit.workload import bucket_texts
+from embedkit.latency.workload import bucket_texts
 
 # Enough to exercise every step; the statistics need at least two samples.
 TINY = {"min_samples": 6, "min_seconds": 0.0, "warmup_window": 2, "warmup_max_seconds": 0.2}

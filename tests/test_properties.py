@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from embedkit.pooling import POOLING_MODES, pool
+from embedkit.pipeline.pooling import POOLING_MODES, pool
 
 from conftest import TINY_WORDS
 

@@ -13,9 +13,12 @@ import datasets.config
 import mteb
 import numpy as np
 import pytest
+
+from embedkit.errors import ParityError
 from mteb.types import PromptType
 
-from embedkit import data, quality
+from embedkit.quality import mirror as data
+from embedkit.quality import scoring as quality
 
 REFERENCE_TOLERANCE = 1e-4  # issue 4: embedkit's path equals mteb's sentence-transformers path
 
@@ -225,7 +228,7 @@ def test_variants_whose_embeddings_depend_on_the_batch_are_not_cached(mirror: Pa
 
 def test_failed_parity_is_refused_unless_forced(mirror: Path) -> None:
     failing = HashingEmbedder(parity={"passed": False, "max_abs_diff": 0.2})
-    with pytest.raises(quality.ParityFailedError, match="parity"):
+    with pytest.raises(ParityError, match="parity"):
         quality.score(failing, ["BIOSSES"])
     forced = quality.score(failing, ["BIOSSES"], force=True)
     assert forced.forced is True and forced.parity == {"passed": False, "max_abs_diff": 0.2}
@@ -288,8 +291,8 @@ def mteb_reference_scores(data_root: Path) -> dict[str, float]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMBEDKIT_DATA", str(data_root))
         tasks = [quality.get_task(name) for name in REFERENCE_TASKS]
-    from embedkit.parity import reference_model
-    from embedkit.specs import get_spec
+    from embedkit.models.parity import reference_model
+    from embedkit.models.specs import get_spec
 
     # The PyTorch model on the same checkpoint embedkit exports (fetched from its pip package).
     reference = mteb.evaluate(

@@ -12,7 +12,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from embedkit import placement, provenance, records
+from embedkit.latency import placement
+from embedkit.results import provenance
+from embedkit.results import records
 
 MODEL = "all-MiniLM-L6-v2"
 

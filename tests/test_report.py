@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import scrapbook
 
-from embedkit import cli, report
+from embedkit import cli
+from embedkit.publish import report
 from embedkit.errors import EmbedkitError
 from records_factory import SMALL_SWEEP_FRONTIER, small_sweep
 

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 import embedkit
-from embedkit import parity, sources
+from embedkit.models import parity
+from embedkit.models import sources
 from embedkit.errors import ModelFileError
-from embedkit.export import get_variant
-from embedkit.specs import HubSource, ModelSpec, local_spec, with_overrides
+from embedkit.models.export import get_variant
+from embedkit.models.specs import HubSource, ModelSpec, local_spec, with_overrides
 
 PACKAGE = Path(embedkit.__file__).parent
 # Modules whose only purpose is (un)pickling: the package needs none of them.

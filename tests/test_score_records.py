@@ -13,9 +13,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embedkit import quality, records
+from embedkit.errors import ParityError
+
+from embedkit.quality import scoring as quality
+from embedkit.results import records
 from embedkit.cli import main
-from embedkit.embedder import Embedder
+from embedkit.pipeline.embedder import Embedder
 from records_factory import score_record as synthetic_score_record
 
 TASK = "BIOSSES"  # 100 pairs: the fast task
@@ -96,7 +99,7 @@ def test_a_forced_score_says_so_in_its_record(minilm: Embedder, data_root: Path,
     (tmp_path / "parity.json").write_text(json.dumps(failed_gate))
     variant = replace(minilm.variant, directory=tmp_path)  # the same ONNX file, with a failed gate beside it
     failing = Embedder(minilm.tokenizer, minilm.session, minilm.pooling, minilm.normalize, minilm.spec, variant)
-    with pytest.raises(quality.ParityFailedError):
+    with pytest.raises(ParityError):
         quality.score(failing, [TASK], output_dir=tmp_path / "mteb")
     result = quality.score(failing, [TASK], force=True, output_dir=tmp_path / "mteb")
     record = records.read_record(quality.write_score_record(result, failing, tmp_path / "records"))

@@ -3,7 +3,8 @@ import onnxruntime as ort
 import pytest
 
 from embedkit.errors import ModelFileError, ProviderUnavailableError
-from embedkit.session import OrtSession, SessionConfig, build_provider_options, resolve_provider
+from embedkit.pipeline.providers import build_provider_options, resolve_provider
+from embedkit.pipeline.session import OrtSession, SessionConfig
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from embedkit import sources
+from embedkit.models import sources
 from embedkit.errors import SourceUnavailableError
-from embedkit.specs import HubSource, ModelSpec, PipSource, get_spec, local_spec
+from embedkit.models.specs import HubSource, ModelSpec, PipSource, get_spec, local_spec
 
 
 def _wheel(path: Path, members: dict[str, bytes]) -> Path:

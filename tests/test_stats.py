@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from embedkit import stats
+from embedkit.analysis import stats
 
 
 def test_summary_matches_numpy_in_milliseconds() -> None:

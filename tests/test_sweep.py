@@ -7,9 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from embedkit.limits import Limits
-from embedkit.records import read_record
-from embedkit.sweep import RUN_FILE, SweepConfigError, expand, load_config, run_complete, run_sweep
+from embedkit.runs.limits import Limits
+from embedkit.results.records import read_record
+from embedkit.runs.sweep import RUN_FILE, SweepConfigError, expand, load_config, run_complete, run_sweep
 from sweep_stand_ins import TWO_VARIANTS_SCORED, WRITE_SCORE_RECORD, stand_ins
 from sweep_stand_ins import sweep_file as _sweep_file
 

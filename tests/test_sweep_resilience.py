@@ -14,8 +14,8 @@ import nbformat
 import psutil
 import pytest
 
-from embedkit.records import QuarantineWarning, load_record_set, read_record
-from embedkit.sweep import EXECUTED, NOTEBOOKS_DIR, PARTIAL, RUN_FILE, check_run, run_sweep
+from embedkit.results.records import QuarantineWarning, load_record_set, read_record
+from embedkit.runs.sweep import EXECUTED, NOTEBOOKS_DIR, PARTIAL, RUN_FILE, check_run, run_sweep
 from sweep_stand_ins import WRITE_SCORE_RECORD, stand_ins, sweep_file
 
 RESUMABLE = """

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embedkit.errors import ModelFileError
-from embedkit.tokenizer import Tokenizer, read_max_seq_length
+from embedkit.pipeline.tokenizer import Tokenizer, read_max_seq_length
 
 
 @pytest.fixture()

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from . import stats
-from .session import DEFAULT_SPINNING, build_provider_options, check_spinning, resolve_provider
-from .workload import SEQ_BUCKETS
+from embedkit.analysis import stats
+from embedkit import defaults
+from embedkit.pipeline.providers import build_provider_options, resolve_provider, short_name
+from embedkit.pipeline.session import check_spinning
+from embedkit.latency.workload import SEQ_BUCKETS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -71,7 +73,7 @@ class Backend:
     variant: str
     provider: ProviderConfig = field(default_factory=lambda: ProviderConfig.of("CPU"))
     intra_op_threads: int | None = None
-    spinning: str = DEFAULT_SPINNING  # one of SPINNING_MODES
+    spinning: str = defaults.SPINNING  # one of SPINNING_MODES
 
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
@@ -95,7 +97,7 @@ class Backend:
 
     def label(self) -> str:
         threads = "default" if self.intra_op_threads is None else self.intra_op_threads
-        spinning = "" if self.spinning == DEFAULT_SPINNING else f" spinning={self.spinning}"
+        spinning = "" if self.spinning == defaults.SPINNING else f" spinning={self.spinning}"
         return f"{self.model}:{self.variant}@{self.provider.label()} threads={threads}{spinning}"
 
 
@@ -161,7 +163,7 @@ class Grid:
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     seq_buckets: tuple[str, ...] = DEFAULT_SEQ_BUCKETS
     intra_op_threads: tuple[int | None, ...] = DEFAULT_THREADS
-    spinning: tuple[str, ...] = (DEFAULT_SPINNING,)
+    spinning: tuple[str, ...] = (defaults.SPINNING,)
     scenario_defaults: Scenario = Scenario(1, "short")  # samples, seconds and warm-up for every point
 
     def with_measurement(self, **changes: Any) -> Grid:

@@ -20,10 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFileError
-from .paths import child_path, models_dir
-from .sources import file_sha256, materialize, pytorch_checkpoint, read_json, tree_sha256
-from .specs import ModelSpec
+from embedkit.errors import ModelFileError
+from embedkit.paths import child_path, models_dir
+from embedkit.models.sources import file_sha256, materialize, pytorch_checkpoint, read_json, tree_sha256
+from embedkit.models.specs import ModelSpec
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
 # Variants whose weights are fp16: they need a provider with fp16 kernels (CUDA, CoreML, OpenVINO GPU).
@@ -260,7 +260,7 @@ def _manifest(
     model_path: Path,
     derived_from: Variant | None,
 ) -> dict[str, Any]:
-    from .inspect import graph_facts
+    from embedkit.models.inspect import graph_facts
 
     return {
         "model": spec.name,

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProviderUnavailableError
-from .paths import PROJECT_ROOT
+from embedkit.errors import ProviderUnavailableError
+from embedkit.paths import PROJECT_ROOT
 
 # Extra interpreters to consider, os.pathsep-separated (e.g. a conda env with onnxruntime-gpu).
 PYTHONS_ENV = "EMBEDKIT_PYTHONS"

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import pandas as pd
 
+from embedkit.errors import ParameterError
+
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
 Validator = Callable[[Any], Any]
 
 
-class ParameterError(ValueError):
-    """One or more notebook parameters are unusable; the message names each of them."""
 
 
 def check_parameters(**checks: tuple[Any, Validator]) -> SimpleNamespace:

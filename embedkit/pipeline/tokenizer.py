@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
-from .errors import ModelFileError
+from embedkit.errors import ModelFileError
 
 # A UTF-16 surrogate on its own is not a Unicode character: Python strings may hold one (half an emoji
 # from a broken JSON escape, surrogateescape'd bytes) but the Rust tokenizer cannot take it.

@@ -15,11 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .embedder import Embedder
-from .errors import ParityError
-from .export import PARITY, Variant, library_versions
-from .sources import pytorch_checkpoint
-from .specs import ModelSpec, reference_of
+from embedkit.pipeline.embedder import Embedder
+from embedkit.errors import ParityError
+from embedkit.models.export import PARITY, Variant, library_versions
+from embedkit.models.sources import pytorch_checkpoint
+from embedkit.models.specs import ModelSpec, reference_of
 
 _LONG = (
     "The quick brown fox jumps over the lazy dog while the committee reviews the quarterly report on "

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import data_sha256, read_stsbenchmark
-from .tokenizer import Tokenizer
+from embedkit.quality.mirror import data_sha256, read_stsbenchmark
+from embedkit.pipeline.tokenizer import Tokenizer
 
 # Nominal token counts; None means the model's max_seq_length. Capped at max_seq_length.
 SEQ_BUCKETS: dict[str, int | None] = {"short": 16, "medium": 64, "long": None}

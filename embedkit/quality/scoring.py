@@ -1,7 +1,7 @@
 """Quality scores computed by mteb itself: its tasks, evaluators, main scores and result files.
 
 embedkit contributes only what mteb cannot know: an encoder around an embedkit embedder (with an
-embedding cache), the local data mirror in place of the hub (`embedkit.data`), the parity gate,
+embedding cache), the local data mirror in place of the hub (`embedkit.quality.mirror`), the parity gate,
 and provenance. Spearman, nDCG and the classification protocol all stay mteb's.
 """
 
@@ -31,19 +31,21 @@ from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
 from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
-from embedkit import data, records
-from embedkit.errors import EmbedkitError, ParityError
-from embedkit.export import get_variant
-from embedkit.models import embedder_for
+from embedkit.quality import mirror as data
+from embedkit.results import records
+from embedkit.errors import ParityError, RecordMismatchError
+from embedkit.models.export import get_variant
+from embedkit.models.loading import embedder_for
 from embedkit.paths import data_dir, models_dir, results_dir
-from embedkit.session import OrtSession, SessionConfig, build_provider_options
-from embedkit.sources import file_sha256
-from embedkit.specs import KNOWN_SPECS, get_spec
+from embedkit.pipeline.providers import build_provider_options
+from embedkit.pipeline.session import OrtSession, SessionConfig
+from embedkit.models.sources import file_sha256
+from embedkit.models.specs import KNOWN_SPECS, get_spec
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from embedkit.embedder import Embedder
+    from embedkit.pipeline.embedder import Embedder
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
@@ -77,12 +79,8 @@ class EmbedderLike(Protocol):
     def embed(self, texts: list[str], batch_size: int = 32, prompt_name: str | None = None) -> np.ndarray: ...
 
 
-class ParityFailedError(ParityError):
-    """The variant failed its parity gate; score it only with force=True."""
 
 
-class RecordMismatchError(EmbedkitError):
-    """What a score record names (variant file, model spec, data) is not what this machine has now."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +527,7 @@ def score(
     parity = dict(embedder.variant.parity) if embedder.variant.parity is not None else None
     parity_failed = parity is not None and parity.get("passed") is not True
     if parity_failed and not force:
-        raise ParityFailedError(
+        raise ParityError(
             f"variant {embedder.variant.name} of {embedder.spec.name} failed its parity gate ({parity});"
             " pass force=True to score it anyway"
         )

@@ -24,12 +24,12 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from .data import sample_sentences
-from .embedder import Embedder
-from .models import load
-from .profiler import measure_timing_overhead
-from .stats import ratio_with_ci
-from .session import OrtSession, SessionConfig
+from embedkit.quality.mirror import sample_sentences
+from embedkit.pipeline.embedder import Embedder
+from embedkit.models.loading import load
+from embedkit.latency.profiler import measure_timing_overhead
+from embedkit.analysis.stats import ratio_with_ci
+from embedkit.pipeline.session import OrtSession, SessionConfig
 
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]
 WARMUP_CALLS = 30
@@ -59,7 +59,7 @@ def _single_sentence(embedder: Embedder, candidates: list[str]) -> str:
 
 
 def _contenders(model: str, variants: list[str], sentence: str) -> tuple[list[Contender], Embedder]:
-    from .parity import reference_model
+    from embedkit.models.parity import reference_model
 
     embedders = {variant: load(model, variant) for variant in variants}
     base = embedders[variants[0]]

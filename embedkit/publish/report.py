@@ -19,8 +19,8 @@ import pandas as pd
 
 from embedkit.errors import EmbedkitError
 from embedkit.paths import PROJECT_ROOT, child_path, results_dir
-from embedkit.plots import Tradeoff, provider_label
-from embedkit.records import replace_atomically, write_text_atomically
+from embedkit.publish.plots import Tradeoff, provider_label
+from embedkit.results.records import replace_atomically, write_text_atomically
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_tradeoff.ipynb"
 KERNEL = "embedkit"

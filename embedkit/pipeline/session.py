@@ -20,38 +20,10 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .errors import EmbedkitError, ModelFileError, ProviderUnavailableError
+from embedkit import defaults
+from embedkit.errors import ModelFileError, ProviderUnavailableError, SessionClosedError, UsageError
+from embedkit.pipeline.providers import CPU, build_provider_options, resolve_provider
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "directml": "DmlExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-}
-SHORT_NAMES = {full: short for short, full in PROVIDER_NAMES.items()}
-
-# Option values ORT validates only when the provider is created; checking them here gives the same
-# error on a machine without the hardware (a Linux box preparing a CoreML grid, for instance).
-ALLOWED_OPTION_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
-    "CoreMLExecutionProvider": {
-        "ModelFormat": ("MLProgram", "NeuralNetwork"),
-        "MLComputeUnits": ("ALL", "CPUOnly", "CPUAndGPU", "CPUAndNeuralEngine"),
-        "RequireStaticInputShapes": ("0", "1"),
-        "EnableOnSubgraphs": ("0", "1"),
-        "SpecializationStrategy": ("Default", "FastPrediction"),
-        "AllowLowPrecisionAccumulationOnGPU": ("0", "1"),
-    },
-    "OpenVINOExecutionProvider": {
-        "precision": ("FP32", "FP16", "ACCURACY"),
-    },
-    "CUDAExecutionProvider": {
-        "arena_extend_strategy": ("kNextPowerOfTwo", "kSameAsRequested"),
-        "cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
-    },
-}
 GRAPH_OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -61,44 +33,15 @@ GRAPH_OPTIMIZATION_LEVELS = {
 # always: ORT's default (workers spin between runs too); in-run: they spin while a run lasts and stop
 # when it returns (session.force_spinning_stop); never: they block whenever idle.
 SPINNING_MODES = ("always", "in-run", "never")
-DEFAULT_SPINNING = "in-run"
 # Output names exporters give the per-token hidden states, in order of preference.
 TOKEN_EMBEDDING_OUTPUTS = ("last_hidden_state", "token_embeddings")
 
 
-class SessionClosedError(EmbedkitError, RuntimeError):
-    """The session was closed: its InferenceSession is gone."""
-
-
 def check_spinning(mode: str) -> str:
-    """`mode` if it is one of SPINNING_MODES, else a ValueError naming them."""
+    """`mode` if it is one of SPINNING_MODES, else a UsageError naming them."""
     if mode not in SPINNING_MODES:
-        raise ValueError(f"spinning must be one of {SPINNING_MODES}, got {mode!r}")
+        raise UsageError(f"spinning must be one of {SPINNING_MODES}, got {mode!r}")
     return mode
-
-
-def resolve_provider(name: str) -> str:
-    """ORT's full provider name for a short or full name."""
-    if name in SHORT_NAMES:
-        return name
-    full = PROVIDER_NAMES.get(name.lower().removesuffix("executionprovider"))
-    if full is None:
-        known = ", ".join(sorted({*PROVIDER_NAMES.values(), *ort.get_available_providers()}))
-        raise ProviderUnavailableError(f"unknown execution provider {name!r}; known: {known}")
-    return full
-
-
-def build_provider_options(provider: str, options: Mapping[str, Any]) -> dict[str, str]:
-    """Provider options as ORT takes them (strings), with known enumerations checked."""
-    provider = resolve_provider(provider)
-    allowed = ALLOWED_OPTION_VALUES.get(provider, {})
-    built: dict[str, str] = {}
-    for key, value in options.items():
-        text = str(int(value)) if isinstance(value, bool) else str(value)
-        if key in allowed and text not in allowed[key]:
-            raise ValueError(f"{provider} option {key}={text!r} is not one of {allowed[key]}")
-        built[key] = text
-    return built
 
 
 @dataclass(frozen=True)
@@ -112,8 +55,7 @@ class SessionConfig:
     # How ORT's idle intra-op workers wait (SPINNING_MODES): spinning cuts the wake-up between the
     # graph's parallel sections, but workers that go on spinning after `run` returns hold the cores
     # that the next batch's tokenizer (a rayon pool), mteb's evaluators or another library need.
-    # Measured here (2 cores): "in-run" tokenizes a batch of 32 three times faster than "always".
-    spinning: str = DEFAULT_SPINNING
+    spinning: str = defaults.SPINNING
     enable_profiling: bool = False
     profile_prefix: str | None = None
     log_severity: int = 3  # ORT: 0 verbose … 4 fatal
@@ -121,7 +63,7 @@ class SessionConfig:
     def session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
         if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
-            raise ValueError(
+            raise UsageError(
                 f"graph_optimization {self.graph_optimization!r} is not one of {tuple(GRAPH_OPTIMIZATION_LEVELS)}"
             )
         options.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[self.graph_optimization]
@@ -178,7 +120,7 @@ class OrtSession:
             if provider == self.requested_providers[0]
             else provider
         ]
-        if provider != "CPUExecutionProvider":
+        if provider != CPU:
             providers.append("CPUExecutionProvider")  # nodes the accelerator rejects run here
         try:
             self._session: ort.InferenceSession | None = ort.InferenceSession(

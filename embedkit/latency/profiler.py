@@ -1,7 +1,7 @@
 """Per-stage latency profiler: one fresh worker process per grid point, one validated record per point.
 
 The parent (`run_grid`, `compare`) resolves each point's model variant and the environment whose
-onnxruntime provides the point's execution provider, then starts `python -m embedkit.profiler` in
+onnxruntime provides the point's execution provider, then starts `python -m embedkit.latency.profiler` in
 that environment, one point at a time (in-process runs were measured to interfere). The worker
 measures, in this order:
 
@@ -36,12 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from . import placement, provenance, records, stats
-from .embedder import STAGES, Embedder, StageTimer
-from .environments import Environments
-from .errors import EmbedkitError
-from .export import Variant, get_variant, read_variant
-from .grid import (
+from embedkit.latency import placement
+from embedkit.results import provenance
+from embedkit.results import records
+from embedkit.analysis import stats
+from embedkit.pipeline.embedder import STAGES, Embedder, StageTimer
+from embedkit.latency.environments import Environments
+from embedkit.errors import ProfileWorkerError
+from embedkit.models.export import Variant, get_variant, read_variant
+from embedkit.latency.grid import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_SEQ_BUCKETS,
     DEFAULT_THREADS,
@@ -53,12 +56,13 @@ from .grid import (
     ProviderConfig,
     Scenario,
 )
-from .models import embedder_for, tokenizer_for
-from .session import DEFAULT_SPINNING, OrtSession, SessionConfig
-from .specs import ModelSpec, get_spec
-from .workload import BucketTexts, bucket_texts
+from embedkit.models.loading import embedder_for, tokenizer_for
+from embedkit import defaults
+from embedkit.pipeline.session import OrtSession, SessionConfig
+from embedkit.models.specs import ModelSpec, get_spec
+from embedkit.latency.workload import BucketTexts, bucket_texts
 
-WORKER_MODULE = "embedkit.profiler"
+WORKER_MODULE = "embedkit.latency.profiler"
 # Profiled runs for the placement audit, after one more that it skips (lazy initialisation).
 PLACEMENT_RUNS = 2
 # Graph optimisation of every profiled session: ORT's default, so a variant is measured as shipped.
@@ -67,12 +71,6 @@ GRAPH_OPTIMIZATION = "all"
 STDERR_TAIL_LINES = 20
 
 
-class ProfileWorkerError(EmbedkitError):
-    """A worker process failed; `payload` is what it reported (the point it received, the error)."""
-
-    def __init__(self, message: str, payload: Mapping[str, Any] | None = None):
-        super().__init__(message)
-        self.payload = dict(payload or {})
 
 
 # --- sessions and embedders (worker side) -------------------------------------------------------
@@ -358,7 +356,7 @@ def _variant_from(request: Mapping[str, Any]) -> Variant:
 
 
 def worker_main(argv: list[str] | None = None) -> int:
-    """`python -m embedkit.profiler --point JSON | --compare JSON [--out DIR]`: prints one JSON line."""
+    """`python -m embedkit.latency.profiler --point JSON | --compare JSON [--out DIR]`: prints one JSON line."""
     parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}")
     job = parser.add_mutually_exclusive_group(required=True)
     job.add_argument("--point", help='{"point": GridPoint, "variant": {name, path, directory}}')
@@ -462,7 +460,7 @@ def profile(
     batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES,
     seq_buckets: Iterable[str] = DEFAULT_SEQ_BUCKETS,
     threads: Iterable[int | None] = DEFAULT_THREADS,
-    spinning: Iterable[str] = (DEFAULT_SPINNING,),
+    spinning: Iterable[str] = (defaults.SPINNING,),
     min_samples: int = MIN_SAMPLES,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float | None = None,

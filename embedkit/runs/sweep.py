@@ -15,7 +15,7 @@ is quarantined (moved aside, warned about, listed in the summary) and its run re
 
 A run may have limits (`limits: {memory_mb, seconds}` at the top of the file, in `profile` or
 `quality`, or on the command line): the run that crosses one fails with the limit and the measured
-value in its run.json; the sweep goes on (see embedkit.limits for how they are enforced).
+value in its run.json; the sweep goes on (see embedkit.runs.limits for how they are enforced).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ import psutil
 import yaml
 from tqdm import tqdm
 
-from .export import VARIANTS
-from .limits import KernelWatchdog, Limits
-from .paths import PROJECT_ROOT, child_path, results_dir, safe_name
-from .records import (
+from embedkit.errors import SweepConfigError
+from embedkit.models.export import VARIANTS
+from embedkit.runs.limits import KernelWatchdog, Limits
+from embedkit.paths import PROJECT_ROOT, child_path, results_dir, safe_name
+from embedkit.results.records import (
     CorruptRecordError,
     Quarantined,
     RecordError,
@@ -46,7 +47,7 @@ from .records import (
     replace_atomically,
     write_text_atomically,
 )
-from .workload import SEQ_BUCKETS
+from embedkit.latency.workload import SEQ_BUCKETS
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = {"export": "01_export.ipynb", "quality": "03_quality.ipynb", "profile": "02_profile.ipynb"}
@@ -123,8 +124,6 @@ SWEEP_SCHEMA: dict[str, Any] = {
 }
 
 
-class SweepConfigError(ValueError):
-    """A sweep file that is not valid YAML or breaks the sweep schema; names the file, line and key."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +215,8 @@ def _schema_problems(config: Any) -> list[_Problem]:
 
 def _reference_problems(config: dict[str, Any]) -> list[_Problem]:
     """What the schema cannot say: names that must be unique, providers that must exist and be listed."""
-    from .errors import EmbedkitError
-    from .session import resolve_provider
+    from embedkit.errors import EmbedkitError
+    from embedkit.pipeline.providers import resolve_provider
 
     problems = []
     first_index: dict[str, int] = {}
@@ -269,7 +268,7 @@ def expand(config: dict[str, Any], providers: Iterable[str], limits: Limits = Li
 
     A run's limits: the file's top-level `limits`, overridden by its section's, overridden by `limits`
     (the command line's)."""
-    from .session import resolve_provider
+    from embedkit.pipeline.providers import resolve_provider
 
     providers = [resolve_provider(p) for p in providers]
     profile = {key: value for key, value in config.get("profile", {}).items() if key != "limits"}
@@ -502,8 +501,8 @@ def _parallel(runs: list[Run], sweep_dir: Path, notebooks_dir: Path, scheduler: 
 
 def available_providers(config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     """Required providers, plus the optional ones some environment on this machine provides."""
-    from .environments import Environments
-    from .session import resolve_provider
+    from embedkit.latency.environments import Environments
+    from embedkit.pipeline.providers import resolve_provider
 
     environments = Environments()
     provided = {provider for environment in environments.available() for provider in environment.providers}

@@ -26,8 +26,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from embedkit import records, stats
-from embedkit.decision import DecisionPolicy, decision_card
+from embedkit.results import records
+from embedkit.analysis import stats
+from embedkit.analysis.decision import DecisionPolicy, decision_card
 
 Metric = Literal["latency", "throughput"]
 METRICS: tuple[str, ...] = ("latency", "throughput")

@@ -4,7 +4,7 @@ Timing wraps the stages without changing them: with no timer the stages are call
 
 Thread safety: one Embedder may serve many threads at once. `embed`, `embed_with_info` and
 `embed_batch` keep their state on the caller's stack; the tokenizer is only read after construction
-(see embedkit.tokenizer) and ORT's `InferenceSession.run` is thread-safe. A call gives the same
+(see embedkit.pipeline.tokenizer) and ORT's `InferenceSession.run` is thread-safe. A call gives the same
 vectors whichever threads run beside it, bit for bit on the CPU provider, as long as its own batches
 are the same (padding to a batch's longest text changes the matmul shapes, and dynamic-int8 variants
 quantise with ranges taken from the whole batch). A StageTimer may be shared: `measure` appends under
@@ -25,11 +25,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .export import Variant
-from .pooling import pool
-from .session import OrtSession
-from .specs import ModelSpec
-from .tokenizer import TokenizedBatch, Tokenizer, check_encodable
+from embedkit.models.export import Variant
+from embedkit.pipeline.pooling import pool
+from embedkit.pipeline.session import OrtSession
+from embedkit.models.specs import ModelSpec
+from embedkit.pipeline.tokenizer import TokenizedBatch, Tokenizer, check_encodable
 
 STAGES = ("tokenize", "feeds", "run", "pool")
 

@@ -25,9 +25,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFileError, SourceUnavailableError
-from .paths import child_path, models_dir
-from .specs import HubSource, LocalSource, ModelSpec, PipSource
+from embedkit.errors import ModelFileError, SourceUnavailableError
+from embedkit.paths import child_path, models_dir
+from embedkit.models.specs import HubSource, LocalSource, ModelSpec, PipSource
 
 _COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
 _TREE_SHA = ".embedkit-sha256"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError
+from embedkit.errors import ModelFileError
 
 COREML_MAX_DIMENSION = 16_384
 

@@ -32,9 +32,16 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import numpy as np
 
-from embedkit import provenance as provenance_module
-from embedkit import stats
-from embedkit.errors import EmbedkitError
+from embedkit.results import provenance as provenance_module
+from embedkit.analysis import stats
+from embedkit.errors import (
+    CorruptRecordError,
+    CrossMachineError,
+    InvalidRecordError,
+    RecordClashError,
+    RecordError,
+    RecordVersionError,
+)
 from embedkit.paths import results_dir, safe_name
 
 if TYPE_CHECKING:
@@ -48,32 +55,16 @@ STAGES: tuple[str, ...] = ("tokenize", "feeds", "run", "pool", "total")
 SAMPLE_ENCODING = "f32le+zlib+base64"
 
 
-class RecordError(EmbedkitError):
-    """A record file or object that embedkit cannot use; `path` names the file when there is one."""
-
-    def __init__(self, message: str, path: Path | None = None) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}" if path is not None else message)
 
 
-class CorruptRecordError(RecordError):
-    """The file is not a JSON object at all (truncated, binary, not UTF-8, NaN literals)."""
 
 
-class InvalidRecordError(RecordError):
-    """Well-formed JSON that breaks the record schema or its cross-field rules."""
 
 
-class RecordVersionError(RecordError):
-    """A record of another schema version: valid for the embedkit that wrote it, not for this one."""
 
 
-class RecordClashError(RecordError):
-    """Two different records share one record_id."""
 
 
-class CrossMachineError(ValueError):
-    """A latency comparison across machines, which would compare the machines, not the configs."""
 
 
 # --- schema -------------------------------------------------------------------------------------

@@ -28,12 +28,12 @@ from typing import Any
 
 import onnxruntime
 
+from embedkit.errors import PlacementError
+
 CPU_PROVIDER = "CPUExecutionProvider"
 _KERNEL_SUFFIX = "_kernel_time"
 
 
-class PlacementError(ValueError):
-    """A profile that holds no node executions to audit."""
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .embedder import Embedder
-from .errors import ModelFileError
-from .export import Variant, get_variant
-from .pooling import read_pooling_mode
-from .session import DEFAULT_SPINNING, OrtSession, SessionConfig
-from .sources import materialize, read_json
-from .specs import ModelSpec, get_spec
-from .tokenizer import Tokenizer, read_max_seq_length
+from embedkit.pipeline.embedder import Embedder
+from embedkit.errors import ModelFileError
+from embedkit.models.export import Variant, get_variant
+from embedkit.pipeline.pooling import read_pooling_mode
+from embedkit import defaults
+from embedkit.pipeline.session import OrtSession, SessionConfig
+from embedkit.models.sources import materialize, read_json
+from embedkit.models.specs import ModelSpec, get_spec
+from embedkit.pipeline.tokenizer import Tokenizer, read_max_seq_length
 
 # sentence-transformers' own default when a checkpoint does not say.
 DEFAULT_MAX_SEQ_LENGTH = 512
@@ -55,7 +56,7 @@ def load(
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
     enable_profiling: bool = False,
-    spinning: str = DEFAULT_SPINNING,
+    spinning: str = defaults.SPINNING,
     **provider_options: Any,
 ) -> Embedder:
     """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""

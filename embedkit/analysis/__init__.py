@@ -1,0 +1,1 @@
+"""What records mean: statistics, the speed/quality tradeoff and its frontier, the decision card."""

