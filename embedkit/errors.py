@@ -22,11 +22,19 @@ class UsageError(EmbedkitError, ValueError):
     """An argument or parameter that embedkit cannot use (a bad value, a missing or unreadable input file)."""
 
 
-class UnknownModelError(EmbedkitError, KeyError):
-    """A model name that is not a known spec, a local directory or a hub id."""
+class UnknownNameError(EmbedkitError, KeyError):
+    """A name (a prompt, a task, …) that is not among those known; the message lists them."""
 
     def __str__(self) -> str:  # KeyError's own str() quotes the message
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownModelError(UnknownNameError):
+    """A model name that is not a known spec, a local directory or a hub id."""
+
+
+class TextTypeError(EmbedkitError, TypeError):
+    """Texts to embed that are not a sequence of str."""
 
 
 class ModelFileError(EmbedkitError, ValueError):
@@ -107,6 +115,14 @@ class ProfileWorkerError(EmbedkitError):
 
 class ParameterError(EmbedkitError, ValueError):
     """One or more notebook parameters are unusable; the message names each of them."""
+
+
+class NotebookFailedError(EmbedkitError, RuntimeError):
+    """A notebook stopped at a failing cell; the message names the cell's exception and the executed notebook."""
+
+
+class KernelMissingError(EmbedkitError, LookupError):
+    """The Jupyter kernel a notebook runs on is not installed; the message says how to install it."""
 
 
 class SweepConfigError(EmbedkitError, ValueError):

@@ -1,7 +1,15 @@
-"""Where embedkit reads data and writes models and results.
+"""Where embedkit reads data and its own notebooks, and writes models and results.
 
-Each location is an environment setting with a project-relative default, so that a notebook,
-the CLI and a sweep worker started anywhere agree on them.
+Each location is an environment setting with a default, so that a notebook, the CLI and a sweep worker
+started anywhere agree on them. The defaults depend on where embedkit runs from:
+
+- from its source checkout (an editable install, the way `make` installs it): the checkout's own
+  `models/`, `results/`, `notebooks/` and `experiments/`;
+- installed from a wheel: `models/` and `results/` under the current directory, and the notebooks and
+  sweep files the wheel installs under `<prefix>/share/embedkit/`.
+
+`EMBEDKIT_PROJECT` names a project directory to use instead (one holding `notebooks/` and
+`experiments/`; its `models/` and `results/` then hold what is written).
 """
 
 from __future__ import annotations
@@ -9,30 +17,87 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
+from embedkit.errors import ProjectFilesError
+
+# The source checkout that holds this package, whether or not embedkit runs from one.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ENV = "EMBEDKIT_PROJECT"
+# What a wheel installs beside the package (pyproject's data-files), relative to the environment's prefix.
+SHARED_FILES = Path("share") / "embedkit"
+_PROJECT_MARKERS = ("notebooks", "experiments")
 
 
-def _setting(name: str, default: Path) -> Path:
+def _setting(name: str) -> Path | None:
     value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else default
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _is_project(directory: Path) -> bool:
+    return all((directory / marker).is_dir() for marker in _PROJECT_MARKERS)
+
+
+def project_dir() -> Path | None:
+    """The project directory: $EMBEDKIT_PROJECT, else the source checkout embedkit runs from; None for a
+    wheel installed outside any checkout."""
+    explicit = _setting(PROJECT_ENV)
+    if explicit is not None:
+        return explicit
+    return PROJECT_ROOT if _is_project(PROJECT_ROOT) else None
+
+
+def _work_dir() -> Path:
+    """Where generated files go by default: the project directory, else the current directory."""
+    return project_dir() or Path.cwd()
 
 
 def models_dir() -> Path:
     """Downloaded checkpoints and exported variants (git-ignored)."""
-    return _setting("EMBEDKIT_MODELS", PROJECT_ROOT / "models")
+    return _setting("EMBEDKIT_MODELS") or _work_dir() / "models"
 
 
 def results_dir() -> Path:
     """Records, executed notebooks, figures and reports (git-ignored)."""
-    return _setting("EMBEDKIT_RESULTS", PROJECT_ROOT / "results")
+    return _setting("EMBEDKIT_RESULTS") or _work_dir() / "results"
 
 
 def data_dir() -> Path | None:
     """The local evaluation-data mirror (layout of ../shared/data), or None to use the HF hub."""
-    value = os.environ.get("EMBEDKIT_DATA")
-    return Path(value).expanduser().resolve() if value else None
+    return _setting("EMBEDKIT_DATA")
+
+
+def _file_places(kind: str) -> list[Path]:
+    project = project_dir()
+    places = [project / kind] if project is not None else []
+    return [*places, Path(sys.prefix) / SHARED_FILES / kind]
+
+
+def project_file(kind: str, name: str) -> Path:
+    """One of embedkit's own files: `kind` is "notebooks" or "experiments". ProjectFilesError, naming every
+    place looked in and how to point embedkit at them, when none holds it."""
+    places = _file_places(kind)
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    raise ProjectFilesError(
+        f"embedkit's {kind[:-1]} {name} is not in {' or '.join(str(p) for p in places)}: install embedkit with "
+        f"its {kind} (`pip install .` from the repository installs them under {Path(sys.prefix) / SHARED_FILES}), "
+        f"or set {PROJECT_ENV} to a checkout of the repository"
+    )
+
+
+def project_files_dir(kind: str) -> Path:
+    """The directory of embedkit's own `kind` files ("notebooks" or "experiments"); see `project_file`."""
+    places = _file_places(kind)
+    for place in places:
+        if place.is_dir():
+            return place
+    raise ProjectFilesError(
+        f"embedkit's {kind} are not in {' or '.join(str(p) for p in places)}: install embedkit with them "
+        f"(`pip install .` from the repository), or set {PROJECT_ENV} to a checkout of the repository"
+    )
 
 
 # One path component that cannot climb out of or hide in its directory: no separator, no leading dot

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from embedkit.results import provenance
-from embedkit.results import records
+from embedkit.results.files import write_record
+from embedkit.results.records import new_record
+from embedkit.results.samples import latency_sections
 
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"
@@ -39,7 +41,13 @@ def profile_record(
     Its samples are normal with a standard deviation of `spread` × `p95_ms`."""
     rng = np.random.default_rng(seed)
     total = rng.normal(p95_ms / (1 + 1.645 * spread), p95_ms * spread, 300)
-    stages = {"tokenize": total * 0.06, "feeds": total * 0.02, "run": total * 0.88, "pool": total * 0.04, "total": total}
+    stages = {
+        "tokenize": total * 0.06,
+        "feeds": total * 0.02,
+        "run": total * 0.88,
+        "pool": total * 0.04,
+        "total": total,
+    }
     shares = {CPU: cpu_share} if provider == CPU else {provider: 1.0 - cpu_share, CPU: cpu_share}
     body = {
         "model": {
@@ -55,7 +63,7 @@ def profile_record(
             "seq_bucket": seq_bucket,
             "intra_op_threads": threads,
         },
-        **records.latency_sections(stages, resamples=200),
+        **latency_sections(stages, resamples=200),
         "throughput": {"texts_per_s": 1000.0 * batch_size / float(np.mean(total)), "tokens_per_s": 16_000.0},
         "peak_rss_mb": 150.0,
         "cold_start": {"session_create_ms": 100.0, "first_run_ms": 20.0},
@@ -64,14 +72,19 @@ def profile_record(
             "requested_providers": [provider],
             "runs": 10,
             "providers": {
-                name: {"nodes": round(100 * share), "node_share": share, "time_us": round(1000 * share),
-                       "time_share": share, "partitions": 1 if share else 0}  # fmt: skip
+                name: {
+                    "nodes": round(100 * share),
+                    "node_share": share,
+                    "time_us": round(1000 * share),
+                    "time_share": share,
+                    "partitions": 1 if share else 0,
+                }
                 for name, share in shares.items()
             },
             "fallback_nodes": [],
         },
     }
-    return records.new_record("profile", body, provenance=on_machine(machine))
+    return new_record("profile", body, provenance=on_machine(machine))
 
 
 def score_record(
@@ -90,12 +103,12 @@ def score_record(
         "forced": forced,
         "data_sha256": {task: "cd" * 32 for task in scores},
     }
-    return records.new_record("score", body, provenance=on_machine(machine))
+    return new_record("score", body, provenance=on_machine(machine))
 
 
 def shifted(base: dict[str, float], delta: float, jitter: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)) -> dict[str, float]:
     """`base` moved by `delta`, plus a per-task `jitter` (in task order) so that tasks disagree a little."""
-    return {task: value + delta + wiggle for (task, value), wiggle in zip(base.items(), jitter)}
+    return {task: value + delta + wiggle for (task, value), wiggle in zip(base.items(), jitter, strict=True)}
 
 
 MINILM_SCORES = {"STSBenchmark": 0.82, "SICK-R": 0.78, "BIOSSES": 0.81, "SciFact": 0.64}
@@ -135,11 +148,13 @@ def small_sweep(directory: Path) -> dict[str, dict[str, Any]]:
         "score-fp32": score_record(MINILM_SCORES, variant="fp32"),
         "score-O2": score_record(shifted(MINILM_SCORES, 0.0, (0.0005, -0.0005, 0.0, 0.0)), variant="O2"),
         "score-int8": score_record(shifted(MINILM_SCORES, -0.03, (0.01, -0.012, 0.004, -0.002)), variant="int8"),
-        "score-int8-pc": score_record(shifted(MINILM_SCORES, -0.005, (0.002, -0.002, 0.001, -0.001)), variant="int8-pc"),
+        "score-int8-pc": score_record(
+            shifted(MINILM_SCORES, -0.005, (0.002, -0.002, 0.001, -0.001)), variant="int8-pc"
+        ),
         "score-L3": score_record(
             shifted(MINILM_SCORES, -0.06, (0.02, -0.03, 0.015, -0.005)), model="paraphrase-MiniLM-L3-v2", variant="int8"
         ),
     }
     for record in made.values():
-        records.write_record(record, directory / record["machine_id"])
+        write_record(record, directory / record["machine_id"])
     return made

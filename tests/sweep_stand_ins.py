@@ -11,10 +11,14 @@ from pathlib import Path
 import nbformat
 
 EXPORT_PARAMETERS = 'model = ""\nvariants = []\nout_dir = "."'
-QUALITY_PARAMETERS = ('model = ""\nvariant = ""\nprovider = ""\nprovider_options = {}\ntasks = []\nforce = False\n'
-                      'batch_size = 32\nout_dir = "."')
-PROFILE_PARAMETERS = ('model = ""\nvariant = ""\nprovider = ""\nprovider_options = {}\nbatch_sizes = []\n'
-                      'seq_buckets = []\nthreads = []\nsamples = 2\nmin_seconds = 0.0\nout_dir = "."')
+QUALITY_PARAMETERS = (
+    'model = ""\nvariant = ""\nprovider = ""\nprovider_options = {}\ntasks = []\nforce = False\n'
+    'batch_size = 32\nout_dir = "."'
+)
+PROFILE_PARAMETERS = (
+    'model = ""\nvariant = ""\nprovider = ""\nprovider_options = {}\ngrid = {}\nsamples = 2\n'
+    'min_seconds = 0.0\nout_dir = "."'
+)
 
 NO_RECORDS = 'import scrapbook as sb\nsb.glue("records", [])'
 
@@ -22,7 +26,8 @@ NO_RECORDS = 'import scrapbook as sb\nsb.glue("records", [])'
 WRITE_SCORE_RECORD = """
 import os
 import scrapbook as sb
-from embedkit.results.records import new_record, write_record
+from embedkit.results.files import write_record
+from embedkit.results.records import new_record
 body = {"model": {"spec": {"name": model}, "variant": {"name": variant, "sha256": "0" * 64, "manifest": {}}},
         "provider": provider, "scores": {"STSBenchmark": 0.8}, "tasks": {"STSBenchmark": {}}, "forced": False,
         "data_sha256": {"sts-test.csv": "1" * 64}}

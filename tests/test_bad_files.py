@@ -7,8 +7,8 @@ larger-than-the-model tokenizer and a missing pooling config go through `load` i
 
 from __future__ import annotations
 
-import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,9 @@ import pytest
 import embedkit
 from embedkit.errors import ModelFileError
 from embedkit.models.export import get_variant, read_variant
-from embedkit.models.loading import pooling_mode, tokenizer_for
+from embedkit.models.loading import ModelFiles
+from embedkit.models.specs import local_spec
 from embedkit.pipeline.session import OrtSession
-from embedkit.models.specs import local_spec, with_overrides
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_malformed_variant_manifest_names_the_file_and_line(tmp_path, tiny_embed
 def test_truncated_tokenizer_files_name_the_file_and_line(checkpoint, tiny_embedder, file_name, message):
     _truncate(checkpoint / file_name)
     with pytest.raises(ModelFileError, match=message):
-        tokenizer_for(local_spec(checkpoint), tiny_embedder.variant)
+        ModelFiles.of(local_spec(checkpoint)).tokenizer(tiny_embedder.variant)
 
 
 # --- pooling ---------------------------------------------------------------------------------
@@ -97,8 +97,8 @@ def test_spec_pooling_stands_in_for_a_missing_pooling_config(checkpoint):
     shutil.rmtree(checkpoint / "1_Pooling")
     spec = local_spec(checkpoint)
     with pytest.raises(ModelFileError, match=r"no pooling in the spec and no .*/damaged/1_Pooling/config\.json"):
-        pooling_mode(spec)
-    assert pooling_mode(with_overrides(spec, pooling="cls")) == "cls"
+        ModelFiles.of(spec).pooling_mode()
+    assert ModelFiles.of(replace(spec, pooling="cls")).pooling_mode() == "cls"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_spec_pooling_stands_in_for_a_missing_pooling_config(checkpoint):
 def test_bad_pooling_config_names_the_file_and_key(checkpoint, content, message):
     (checkpoint / "1_Pooling" / "config.json").write_text(content)
     with pytest.raises(ModelFileError, match=message):
-        pooling_mode(local_spec(checkpoint))
+        ModelFiles.of(local_spec(checkpoint)).pooling_mode()
 
 
 # --- the PyTorch checkpoint an export starts from ---------------------------------------------

@@ -55,3 +55,52 @@ def test_errors_are_one_json_object_and_exit_2(capsys, argv, message):
 def test_parity_verb(capsys, minilm):
     code, out = run(capsys, "parity", "all-MiniLM-L6-v2:fp32")
     assert code == 0 and out["passed"] and out["min_cosine"] >= 0.99999
+
+
+MISSING = "/nonexistent/embedkit-test-path"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["embed", "all-MiniLM-L6-v2", "--file", MISSING],
+        ["inspect", MISSING],
+        ["score", "all-MiniLM-L6-v2", "--tasks", "BIOSSES", "--data", MISSING],
+        ["verify", f"{MISSING}.record.json"],
+        ["sweep", f"{MISSING}.yaml"],
+        ["sweep", "experiments/default.yaml", "--notebooks", MISSING],
+        ["results", "merge", MISSING, "--into", MISSING],
+        ["decide", MISSING],
+        ["report", MISSING],
+        ["demo", "--file", f"{MISSING}.yaml"],
+    ],
+)
+def test_a_missing_input_path_is_the_users_error_for_every_verb(capsys, argv):
+    code, out = run(capsys, *argv)
+    assert code == 2 and out["error"]["type"] in ("UsageError", "EmbedkitError")
+    assert "embedkit-test-path" in out["error"]["message"]
+
+
+def test_an_unreadable_text_file_is_the_users_error(capsys, tmp_path):
+    binary = tmp_path / "texts.bin"
+    binary.write_bytes(b"\xff\xfe\x00 not utf-8 \xc3")
+    code, out = run(capsys, "embed", "all-MiniLM-L6-v2", "--file", str(binary))
+    assert code == 2 and "UTF-8" in out["error"]["message"]
+
+
+def test_a_bug_is_not_reported_as_a_users_error(monkeypatch):
+    # Only EmbedkitError means "the user asked for something embedkit refuses"; anything else is a bug
+    # and keeps its traceback.
+    from embedkit.models import specs
+
+    def broken(_: str) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(specs, "get_spec", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["--json", "export", "all-MiniLM-L6-v2"])
+
+
+def test_a_bad_provider_option_is_the_users_error(capsys):
+    code, out = run(capsys, "embed", "all-MiniLM-L6-v2", "--text", "x", "--provider-option", "novalue")
+    assert code == 2 and "KEY=VALUE" in out["error"]["message"]

@@ -6,16 +6,16 @@ import queue
 import random
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
+from conftest import TINY_WORDS
 
 import embedkit
 from embedkit.pipeline.embedder import STAGES, Embedder, StageTimer
 from embedkit.pipeline.session import SessionClosedError
-
-from conftest import TINY_WORDS
 
 N_THREADS = 16
 N_CALLS = 1000
@@ -26,8 +26,9 @@ Result = TypeVar("Result")
 Call = tuple[list[str], int]  # texts, batch_size
 
 
-def run_in_threads(work: Callable[[int], Result], n_jobs: int, n_threads: int = N_THREADS,
-                   timeout: float = DEADLOCK_TIMEOUT_S) -> list[Result]:
+def run_in_threads(
+    work: Callable[[int], Result], n_jobs: int, n_threads: int = N_THREADS, timeout: float = DEADLOCK_TIMEOUT_S
+) -> list[Result]:
     """work(i) for every i < n_jobs, shared out among daemon threads that start together.
 
     Daemon threads and a joined deadline make a deadlock fail the test instead of hanging pytest; the
@@ -78,8 +79,10 @@ def varied_calls(n_calls: int, words: list[str], max_texts: int, max_words: int,
 def assert_threads_match_serial(embedder: Embedder, calls: list[Call]) -> None:
     serial = [embedder.embed(texts, batch_size) for texts, batch_size in calls]
     concurrent = run_in_threads(lambda i: embedder.embed(*calls[i]), len(calls))
-    mismatched = [i for i, (a, b) in enumerate(zip(serial, concurrent)) if not np.array_equal(a, b)]
-    assert not mismatched, f"{len(mismatched)} of {len(calls)} concurrent calls differ from serial, e.g. {mismatched[:5]}"
+    mismatched = [i for i, (a, b) in enumerate(zip(serial, concurrent, strict=True)) if not np.array_equal(a, b)]
+    assert not mismatched, (
+        f"{len(mismatched)} of {len(calls)} concurrent calls differ from serial, e.g. {mismatched[:5]}"
+    )
 
 
 def test_16_threads_sharing_an_embedder_match_serial_calls_bitwise(tiny_embedder):
@@ -125,5 +128,22 @@ def test_close_while_threads_embed_lets_calls_in_flight_finish(tiny_checkpoint, 
 
 @pytest.mark.slow
 def test_16_threads_sharing_minilm_fp32_match_serial_calls_bitwise(minilm):
-    words = "what is machine learning cooking italian pasta a man playing guitar in the snow 😀 ünïcødé".split()
+    words = [
+        "what",
+        "is",
+        "machine",
+        "learning",
+        "cooking",
+        "italian",
+        "pasta",
+        "a",
+        "man",
+        "playing",
+        "guitar",
+        "in",
+        "the",
+        "snow",
+        "😀",
+        "ünïcødé",
+    ]
     assert_threads_match_serial(minilm, varied_calls(N_CALLS, words, max_texts=6, max_words=30, seed=2))

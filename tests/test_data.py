@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from embedkit.quality import mirror as data
 from embedkit.errors import EmbedkitError
+from embedkit.quality import mirror as data
 
 
 @pytest.fixture
@@ -120,15 +121,15 @@ def test_data_sha256_covers_every_file_a_task_reads(mirror: Path) -> None:
     assert set(data.TASK_FILES) == set(data.LOCAL_TASKS)
 
 
-def test_sample_sentences_are_distinct_real_and_reproducible(mirror: Path) -> None:
-    sample = data.sample_sentences(50, seed=3)
-    assert len(set(sample)) == 50
-    assert sample == data.sample_sentences(50, seed=3)
-    assert sample != data.sample_sentences(50, seed=4)
-    known = {s for p in data.read_stsbenchmark() for s in (p.sentence1, p.sentence2)}
-    assert set(sample) <= known
-    with pytest.raises(ValueError, match="distinct sentences"):
-        data.sample_sentences(len(known) + 1)
+def test_sts_sentences_are_every_distinct_test_sentence_in_a_reproducible_order(mirror: Path) -> None:
+    sentences = data.sts_sentences(seed=3)
+    known = list(dict.fromkeys(s for p in data.read_stsbenchmark() for s in (p.sentence1, p.sentence2)))
+    assert len(set(sentences)) == len(sentences) and sorted(sentences) == sorted(known)
+    assert sentences == data.sts_sentences(seed=3)
+    assert sentences != data.sts_sentences(seed=4)
+    shuffled = known.copy()
+    random.Random(3).shuffle(shuffled)
+    assert sentences == shuffled, "first-seen order, shuffled by random.Random(seed)"
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -138,6 +139,12 @@ def test_unset_mirror_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EMBEDKIT_DATA", raising=False)
     with pytest.raises(data.LocalDataError, match="EMBEDKIT_DATA"):
         data.read_biosses()
+
+
+@pytest.mark.parametrize("read", [lambda: data.data_sha256("NFCorpus"), lambda: data.read_sts("NFCorpus")])
+def test_a_task_the_mirror_does_not_hold_is_a_local_data_error(mirror: Path, read: Callable[[], object]) -> None:
+    with pytest.raises(data.LocalDataError, match="NFCorpus"):
+        read()
 
 
 def test_missing_file_names_the_file_and_expected_count(mirror: Path, tmp_path: Path) -> None:
@@ -186,31 +193,91 @@ def _json_without(key: str) -> Callable[[str], str]:
     [
         # STSBenchmark has no header: positional fields, line 10 is row 10.
         ("stsbenchmark/sts-test.csv", 9, _fields(5), data.read_stsbenchmark, r"sts-test\.csv, line 10: no field 5"),
-        ("biosses/biosses.tsv", 5, _fields(2), data.read_biosses,
-         r"biosses\.tsv, line 6: fewer fields than the header"),
-        ("biosses/biosses.tsv", 5, lambda line: line + "\textra", data.read_biosses,
-         r"biosses\.tsv, line 6: more fields than the header"),
-        ("biosses/biosses.tsv", 3, _last_field("n/a"), data.read_biosses,
-         r"biosses\.tsv, line 4: field 'score' is 'n/a', not a valid float"),
-        ("biosses/biosses.tsv", 3, _last_field("nan"), data.read_biosses,
-         r"biosses\.tsv, line 4: field 'score' is 'nan', not a finite number"),
-        ("sick/SICK_train.txt", 0, lambda header: header.replace("relatedness_score", "relatedness"), data.read_sick_r,
-         r"SICK_train\.txt, line 2: no field 'relatedness_score'"),
-        ("scifact/qrels/test.tsv", 7, _last_field("1.0"), data.read_scifact,
-         r"test\.tsv, line 8: field 'score' is '1\.0', not a valid int"),
-        ("scifact/corpus.jsonl", 2, lambda line: line[: len(line) // 2], data.read_scifact,
-         r"corpus\.jsonl, line 3: not JSON \(.+, column \d+\)"),
-        ("scifact/corpus.jsonl", 2, _json_without("text"), data.read_scifact,
-         r"corpus\.jsonl, line 3: no field 'text'"),
-        ("scifact/queries.jsonl", 4, lambda line: "[1, 2]", data.read_scifact,
-         r"queries\.jsonl, line 5: a JSON list, not an object"),
+        (
+            "biosses/biosses.tsv",
+            5,
+            _fields(2),
+            data.read_biosses,
+            r"biosses\.tsv, line 6: fewer fields than the header",
+        ),
+        (
+            "biosses/biosses.tsv",
+            5,
+            lambda line: line + "\textra",
+            data.read_biosses,
+            r"biosses\.tsv, line 6: more fields than the header",
+        ),
+        (
+            "biosses/biosses.tsv",
+            3,
+            _last_field("n/a"),
+            data.read_biosses,
+            r"biosses\.tsv, line 4: field 'score' is 'n/a', not a valid float",
+        ),
+        (
+            "biosses/biosses.tsv",
+            3,
+            _last_field("nan"),
+            data.read_biosses,
+            r"biosses\.tsv, line 4: field 'score' is 'nan', not a finite number",
+        ),
+        (
+            "sick/SICK_train.txt",
+            0,
+            lambda header: header.replace("relatedness_score", "relatedness"),
+            data.read_sick_r,
+            r"SICK_train\.txt, line 2: no field 'relatedness_score'",
+        ),
+        (
+            "scifact/qrels/test.tsv",
+            7,
+            _last_field("1.0"),
+            data.read_scifact,
+            r"test\.tsv, line 8: field 'score' is '1\.0', not a valid int",
+        ),
+        (
+            "scifact/corpus.jsonl",
+            2,
+            lambda line: line[: len(line) // 2],
+            data.read_scifact,
+            r"corpus\.jsonl, line 3: not JSON \(.+, column \d+\)",
+        ),
+        (
+            "scifact/corpus.jsonl",
+            2,
+            _json_without("text"),
+            data.read_scifact,
+            r"corpus\.jsonl, line 3: no field 'text'",
+        ),
+        (
+            "scifact/queries.jsonl",
+            4,
+            lambda line: "[1, 2]",
+            data.read_scifact,
+            r"queries\.jsonl, line 5: a JSON list, not an object",
+        ),
     ],
-    ids=["sts-short-row", "tsv-short-row", "tsv-long-row", "non-numeric-score", "nan-score", "missing-column",
-         "non-integer-relevance", "truncated-json", "json-missing-key", "json-not-an-object"],
+    ids=[
+        "sts-short-row",
+        "tsv-short-row",
+        "tsv-long-row",
+        "non-numeric-score",
+        "nan-score",
+        "missing-column",
+        "non-integer-relevance",
+        "truncated-json",
+        "json-missing-key",
+        "json-not-an-object",
+    ],
 )
 def test_malformed_row_names_the_file_line_and_field(
-    mirror: Path, tmp_path: Path, relative: str, index: int, edit: Callable[[str], str],
-    read: Callable[[Path], object], message: str,
+    mirror: Path,
+    tmp_path: Path,
+    relative: str,
+    index: int,
+    edit: Callable[[str], str],
+    read: Callable[[Path], object],
+    message: str,
 ) -> None:
     # The damaged file is cut to a few rows: the malformed one must be reported before the row count.
     # The task's other files are copied whole, so that only the damage can fail the read.

@@ -6,16 +6,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from embedkit.results import records
-from embedkit.analysis.decision import DecisionPolicy, Verdict, decision_card
-
 from records_factory import profile_record as profile
 from records_factory import score_record as score
 
+from embedkit.analysis.decision import DecisionPolicy, Verdict, decision_card
+from embedkit.results.tables import records_frame
+
 
 def card(*records_: dict[str, Any], policy: DecisionPolicy | None = None) -> pd.DataFrame:
-    return decision_card(records.records_frame(records_), policy)
+    return decision_card(records_frame(records_), policy)
 
 
 def only_row(frame: pd.DataFrame) -> pd.Series:

@@ -1,13 +1,14 @@
 import json
+import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import embedkit
-from embedkit.pipeline.embedder import STAGES, StageTimer
 from embedkit.errors import ModelFileError
-from embedkit.models.specs import with_overrides
+from embedkit.pipeline.embedder import STAGES, StageTimer
 
 TEXTS = ["the cat", "a man is playing guitar in the snow field", "", "dog", "machine learning and pasta " * 3]
 
@@ -57,11 +58,13 @@ def test_timer_records_every_stage_per_batch_and_changes_nothing(tiny_embedder):
 
 
 def test_prompt_prefix_from_the_spec(tiny_embedder):
-    spec = with_overrides(tiny_embedder.spec, prompts={"query": "what is "})
-    prompted = embedkit.Embedder(tiny_embedder.tokenizer, tiny_embedder.session, "mean", True, spec,
-                                 tiny_embedder.variant)
-    np.testing.assert_allclose(prompted.embed(["the cat"], prompt_name="query"),
-                               tiny_embedder.embed(["what is the cat"]), atol=1e-6)
+    spec = replace(tiny_embedder.spec, prompts={"query": "what is "})
+    prompted = embedkit.Embedder(
+        tiny_embedder.tokenizer, tiny_embedder.session, "mean", True, spec, tiny_embedder.variant
+    )
+    np.testing.assert_allclose(
+        prompted.embed(["the cat"], prompt_name="query"), tiny_embedder.embed(["what is the cat"]), atol=1e-6
+    )
     with pytest.raises(KeyError, match="no prompt 'passage'"):
         prompted.embed(["x"], prompt_name="passage")
 
@@ -74,7 +77,9 @@ def test_tokenizer_larger_than_the_embedding_table_is_refused(tmp_path, tiny_che
     rows = len(vocab)  # the model's embedding table was built for this vocabulary
     vocab.update({f"extra{i}": rows + i for i in range(100)})
     (checkpoint / "tokenizer.json").write_text(json.dumps(tokenizer))
-    with pytest.raises(ModelFileError, match=f"mismatched/tokenizer.json has {rows + 100} tokens but .* embeds only {rows}"):
+    with pytest.raises(
+        ModelFileError, match=f"mismatched/tokenizer.json has {rows + 100} tokens but .* embeds only {rows}"
+    ):
         embedkit.load(str(checkpoint))
 
 
@@ -82,7 +87,7 @@ def test_checkpoint_without_pooling_config_is_a_clear_error(tmp_path, tiny_check
     checkpoint = tmp_path / "no-pooling"
     shutil.copytree(tiny_checkpoint, checkpoint)
     shutil.rmtree(checkpoint / "1_Pooling")
-    with pytest.raises(ModelFileError, match="no-pooling/1_Pooling/config.json"):
+    with pytest.raises(ModelFileError, match=re.escape("no-pooling/1_Pooling/config.json")):
         embedkit.load(str(checkpoint))
 
 
@@ -90,3 +95,20 @@ def test_describe_reports_requested_and_active_providers(tiny_embedder):
     described = tiny_embedder.describe()
     assert described["requested_providers"] == described["active_providers"] == ["CPUExecutionProvider"]
     assert described["pooling"] == "mean" and described["max_seq_length"] == 24
+
+
+def test_a_load_resolves_the_models_files_once(tiny_checkpoint, isolated_models, monkeypatch):
+    # For a hub model each resolution is a snapshot_download call: a load makes one.
+    from embedkit.models import export, loading, sources
+
+    calls = []
+    real = sources.materialize
+
+    def counting(spec):
+        calls.append(spec.name)
+        return real(spec)
+
+    for module in (sources, loading, export):
+        monkeypatch.setattr(module, "materialize", counting)
+    embedkit.load(str(tiny_checkpoint), "int8")
+    assert calls == [tiny_checkpoint.name]

@@ -1,9 +1,9 @@
 """environment.yml, pyproject.toml and constraints.txt describe one environment."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def parity_results():
-    return {variant: run_parity(embedkit.load("all-MiniLM-L6-v2", variant)) for variant in ("fp32", "O2", "int8", "int8-pc")}
+    return {
+        variant: run_parity(embedkit.load("all-MiniLM-L6-v2", variant)) for variant in ("fp32", "O2", "int8", "int8-pc")
+    }
 
 
 def test_parity_texts_cover_the_hard_cases(minilm):
@@ -50,8 +52,11 @@ def test_a_failed_gate_refuses_use_unless_forced(tmp_path):
     from embedkit.models.export import Variant
 
     failed = Variant("int8", tmp_path / "model.onnx", {"model_sha256": "0" * 64}, tmp_path)
-    (tmp_path / "parity.json").write_text(json.dumps(
-        {"model": "m", "passed": False, "gate": {"metric": "mean_cosine", "measured": 0.5, "threshold": 0.9}}))
+    (tmp_path / "parity.json").write_text(
+        json.dumps(
+            {"model": "m", "passed": False, "gate": {"metric": "mean_cosine", "measured": 0.5, "threshold": 0.9}}
+        )
+    )
     with pytest.raises(ParityError, match="failed the parity gate"):
         require_parity(failed)
     assert require_parity(failed, force=True) is False
@@ -90,8 +95,11 @@ def test_packaged_onnx_sources():
     texts = ["the cat sat on the mat", "a much longer sentence about machine learning and stuff", ""]
     batch = l3.tokenizer.encode(texts)
     session = ort.InferenceSession(str(l3.variant.path), providers=["CPUExecutionProvider"])
-    graph_pooled = next(v for o, v in zip(session.get_outputs(), session.run(None, l3.feeds(batch)))
-                        if v.ndim == 2 and v.dtype == np.float32)
+    graph_pooled = next(
+        v
+        for o, v in zip(session.get_outputs(), session.run(None, l3.feeds(batch)), strict=True)
+        if v.ndim == 2 and v.dtype == np.float32
+    )
     graph_pooled /= np.linalg.norm(graph_pooled, axis=1, keepdims=True)
     ours = l3.pool(l3.session.run(l3.feeds(batch)), batch)
     assert (ours * graph_pooled).sum(axis=1).min() >= 0.99999

@@ -12,7 +12,7 @@ def test_minilm_graph_facts(minilm):
 
 def test_coreml_rejects_the_30522_row_vocabulary(minilm):
     """The seed plan said 30,522 < 16,384 fits CoreML. It does not: the word-embedding Gather runs on CPU."""
-    assert 30522 > COREML_MAX_DIMENSION
+    assert COREML_MAX_DIMENSION < 30522
     assert "embeddings.word_embeddings.weight" in oversized_tensors(minilm.variant.path)
     report = coreml_report(minilm.variant.path)
     for label in ("CoreML MLProgram", "CoreML NeuralNetwork"):

@@ -7,14 +7,14 @@ import random
 import weakref
 
 import pytest
+from conftest import TINY_WORDS
 
 import embedkit
-from embedkit.latency import bench
-from embedkit.latency.bench import LEAK_CALLS, LEAK_SESSION_CYCLES, leak_check
+from embedkit import defaults
 from embedkit.cli import main
+from embedkit.latency import bench
+from embedkit.latency.bench import LEAK_SESSION_CYCLES, leak_check
 from embedkit.pipeline.session import OrtSession, SessionClosedError
-
-from conftest import TINY_WORDS
 
 # Loose on purpose, above allocator noise: a session that is never released keeps its arena and thread
 # pool, so 200 of them cross it, as do a few KB leaked per embed call.
@@ -37,7 +37,7 @@ def test_close_releases_the_inference_session_and_later_calls_say_so(tiny_checkp
     embedder.close()
     gc.collect()
     assert released() is None and embedder.session.closed
-    with pytest.raises(SessionClosedError, match="model.onnx is closed"):
+    with pytest.raises(SessionClosedError, match=r"model\.onnx is closed"):
         embedder.embed(["the cat"])
     embedder.close()  # a second close is harmless
 
@@ -55,8 +55,8 @@ def test_embedder_and_session_are_context_managers(tiny_checkpoint, isolated_mod
 
 @pytest.mark.slow
 def test_the_bench_leak_check_finds_no_growth_on_the_tiny_model(tiny_embedder):
-    record = leak_check(tiny_embedder, _tiny_sentences(500), LEAK_CALLS, seed=0)
-    assert record["embed_calls"]["repeats"] == LEAK_CALLS
+    record = leak_check(tiny_embedder, _tiny_sentences(500), defaults.BENCH_LEAK_CALLS, seed=0)
+    assert record["embed_calls"]["repeats"] == defaults.BENCH_LEAK_CALLS
     assert record["session_cycles"]["repeats"] == LEAK_SESSION_CYCLES
     for figure in ("embed_calls", "session_cycles"):
         assert record[figure]["growth_mb"] < RSS_GROWTH_BOUND_MB, record

@@ -1,5 +1,5 @@
 """03_quality.ipynb under papermill, as a sweep runs it: its scraps name a valid score record whose score
-equals a direct `quality.score` call; a bad parameter stops it with one error naming the parameter."""
+equals a direct `score` call; a bad parameter stops it with one error naming the parameter."""
 
 from __future__ import annotations
 
@@ -11,24 +11,34 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit.quality import scoring as quality
-from embedkit.results import records
-from embedkit.publish import report
+from embedkit import defaults
+from embedkit.paths import project_file
 from embedkit.pipeline.embedder import Embedder
-from embedkit.paths import PROJECT_ROOT
+from embedkit.quality.scoring import score
+from embedkit.results.files import read_record
+from embedkit.runs.execution import require_kernel
 
-QUALITY = PROJECT_ROOT / "notebooks" / "03_quality.ipynb"
+QUALITY = project_file("notebooks", "03_quality.ipynb")
 TASK = "BIOSSES"
-# Exactly what embedkit.runs.sweep.expand passes to a quality run, plus what execute_run adds: out_dir, and
+# Exactly what embedkit.runs.plan.expand passes to a quality run, plus what execute_run adds: out_dir, and
 # the run's share of the cores (threads) when it runs beside others on a LocalCluster.
-SWEEP_PARAMETERS = {"model", "variant", "provider", "provider_options", "tasks", "force", "batch_size", "threads",
-                    "out_dir"}
+SWEEP_PARAMETERS = {
+    "model",
+    "variant",
+    "provider",
+    "provider_options",
+    "tasks",
+    "force",
+    "batch_size",
+    "threads",
+    "out_dir",
+}
 
 
 @pytest.fixture(scope="module")
 def kernel() -> str:
-    report.require_kernel(report.KERNEL)
-    return report.KERNEL
+    require_kernel(defaults.KERNEL)
+    return defaults.KERNEL
 
 
 def _execute(kernel: str, directory: Path, **parameters: Any) -> Path:
@@ -60,10 +70,10 @@ def test_quality_notebook_scores_records_and_glues(
     scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(str(executed)).scraps.items()}
 
     (path,) = map(Path, scraps["records"])
-    record = records.read_record(path)  # validates
+    record = read_record(path)  # validates
     assert path.parent == run_dir and record["scores"] == scraps["scores"]
     assert 0 < scraps["scores"][TASK] < 1 and scraps["forced"] is False
-    direct = quality.score(minilm, [TASK], output_dir=tmp_path / "direct", use_cache=False)
+    direct = score(minilm, [TASK], output_dir=tmp_path / "direct", use_cache=False)
     assert scraps["scores"][TASK] == pytest.approx(direct.scores[TASK], abs=1e-6)
     (delta,) = scraps["deltas"]  # the record is its own fp32 reference
     assert delta["task"] == TASK and delta["delta"] == 0 and delta["reference_record_id"] == record["record_id"]

@@ -11,19 +11,22 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit.results import records
-from embedkit.publish import report
+from embedkit import defaults
+from embedkit.latency.grid import AXES
+from embedkit.latency.summary import record_summary
+from embedkit.paths import project_files_dir
 from embedkit.pipeline.embedder import Embedder
-from embedkit.paths import PROJECT_ROOT
+from embedkit.results.files import read_record
+from embedkit.runs.execution import require_kernel
 
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = project_files_dir("notebooks")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def kernel() -> str:
-    report.require_kernel(report.KERNEL)
-    return report.KERNEL
+    require_kernel(defaults.KERNEL)
+    return defaults.KERNEL
 
 
 def _scraps(kernel: str, notebook: str, directory: Path, **parameters: Any) -> dict[str, Any]:
@@ -56,18 +59,22 @@ def test_export_notebook_glues_variants_parity_and_the_coreml_answer(
     assert scraps["records"] == []
 
 
-def test_profile_notebook_writes_valid_records_and_glues_their_summary(kernel: str, minilm: Embedder, tmp_path: Path) -> None:
+def test_profile_notebook_writes_valid_records_and_glues_their_summary(
+    kernel: str, minilm: Embedder, tmp_path: Path
+) -> None:
     scraps = _scraps(kernel, "02_profile.ipynb", tmp_path, model="all-MiniLM-L6-v2", variant="fp32", provider="CPU",
-                     provider_options={}, batch_sizes=[1, 4], seq_buckets=["short"], threads=[1], samples=5,
-                     min_seconds=0.0, max_seconds=5.0, out_dir=str(tmp_path / "records"))  # fmt: skip
-    written = [records.read_record(path) for path in scraps["records"]]  # read_record validates
+                     provider_options={}, grid={"batch_sizes": [1, 4], "seq_buckets": ["short"], "threads": [1]},
+                     samples=5, min_seconds=0.0, max_seconds=5.0, out_dir=str(tmp_path / "records"))  # fmt: skip
+    written = [read_record(path) for path in scraps["records"]]  # read_record validates
     assert sorted(record["grid"]["batch_size"] for record in written) == [1, 4]
     assert all(Path(path).parent == tmp_path / "records" for path in scraps["records"])
     assert all(record["grid"]["sampling"]["max_seconds"] == 5.0 for record in written)
     summary = {row["batch_size"]: row for row in scraps["summary"]}
     for record in written:
         row = summary[record["grid"]["batch_size"]]
-        assert row["total p50"] == pytest.approx(record["stages"]["total"]["p50"])
+        # The profiler's own summary of the record, beside the record's value on every grid axis.
+        assert row == {**{axis.field: record["grid"][axis.field] for axis in AXES}, **record_summary(record)}
+        assert row["intra_op_threads"] == 1 and row["spinning"] == defaults.SPINNING  # an axis not given: its default
     assert {row["requested"] for row in scraps["placement"]} == {"CPUExecutionProvider"}
     files = [Path(path) for formats in scraps["figures"].values() for path in formats.values()]
     assert {"cdf", "stages"} <= set(scraps["figures"]) and all(path.stat().st_size > 0 for path in files)
@@ -75,5 +82,8 @@ def test_profile_notebook_writes_valid_records_and_glues_their_summary(kernel: s
 
 def test_profile_notebook_names_a_bad_parameter(kernel: str, tmp_path: Path) -> None:
     with pytest.raises(papermill.PapermillExecutionError) as caught:
-        _scraps(kernel, "02_profile.ipynb", tmp_path, max_seconds=0, out_dir=str(tmp_path))
-    assert caught.value.ename == "ParameterError" and "max_seconds" in caught.value.evalue
+        _scraps(kernel, "02_profile.ipynb", tmp_path, max_seconds=0, grid={"batch_sizes": [0]}, out_dir=str(tmp_path))
+    assert caught.value.ename == "ParameterError" and "parameter 'max_seconds' = 0" in caught.value.evalue
+    assert (
+        "parameter 'grid' = {'batch_sizes': [0]}: batch_sizes: 0 is less than the minimum of 1" in caught.value.evalue
+    )

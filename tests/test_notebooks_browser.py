@@ -28,13 +28,14 @@ import papermill
 import pytest
 import scrapbook
 
-from embedkit.results import records
-from embedkit.publish import report
-from embedkit.paths import PROJECT_ROOT
+from embedkit import defaults
+from embedkit.paths import project_file
+from embedkit.results.files import RECORD_SUFFIX, read_record
+from embedkit.runs.execution import require_kernel
 
 pytestmark = pytest.mark.slow
 
-QUICKSTART = PROJECT_ROOT / "notebooks" / "00_quickstart.ipynb"
+QUICKSTART = project_file("notebooks", "00_quickstart.ipynb")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -51,18 +52,18 @@ RUN_ALL_TIMEOUT_MS = 150_000
 
 @pytest.fixture(scope="module")
 def kernel() -> str:
-    report.require_kernel(report.KERNEL)
-    return report.KERNEL
+    require_kernel(defaults.KERNEL)
+    return defaults.KERNEL
 
 
 @pytest.mark.parametrize("name", ["00_quickstart.ipynb", "04_tradeoff.ipynb"])
 def test_notebooks_are_committed_clean_with_parameters_then_validation(name: str) -> None:
-    notebook = json.loads((PROJECT_ROOT / "notebooks" / name).read_text())
+    notebook = json.loads(project_file("notebooks", name).read_text())
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
     assert [cell for cell in code if "parameters" in cell["metadata"].get("tags", [])] == [code[0]]
     assert "nb.check_parameters(" in "".join(code[1]["source"])
-    assert notebook["metadata"]["kernelspec"]["name"] == report.KERNEL
+    assert notebook["metadata"]["kernelspec"]["name"] == defaults.KERNEL
 
 
 def _scraps(path: Path) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def test_quickstart_under_papermill(kernel: str, data_root: Path, tmp_path: Path
     assert similarity[0, 1] > similarity[0, 2] + 0.3  # the seed plan's similar pair beats its unrelated pair
     assert scraps["probe"]["similar"] == pytest.approx(similarity[0, 1], abs=1e-5)
     profile = scraps["profile"]
-    record = records.read_record(tmp_path / "quickstart" / "records" / f"{profile['record_id']}{records.RECORD_SUFFIX}")
+    record = read_record(tmp_path / "quickstart" / "records" / f"{profile['record_id']}{RECORD_SUFFIX}")
     assert record["grid"]["batch_size"] == 1 and record["stages"]["total"]["n"] >= 20
     assert profile["total_p95"] == record["stages"]["total"]["p95"] > 0
     assert 0.6 < scraps["score"]["BIOSSES"] <= 1.0

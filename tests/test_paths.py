@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from embedkit.results import records
-from embedkit.publish import report
-from embedkit.errors import EmbedkitError
-from embedkit.paths import child_path, safe_name
-from embedkit.runs.sweep import run_sweep
 from records_factory import score_record
 from sweep_stand_ins import stand_ins, sweep_file
+
+from embedkit.errors import EmbedkitError
+from embedkit.paths import child_path, safe_name
+from embedkit.publish import report
+from embedkit.results.files import merge_records, read_record, write_record
+from embedkit.runs.sweep import run_sweep
 
 HOSTILE = ["../../x", "..", ".", "a/b", "/etc/passwd", "~root", "a\\..\\b", "", " ", ".hidden", "x" * 300, "a\x00b"]
 
@@ -41,9 +41,9 @@ def test_safe_names_are_kept_and_different_names_stay_apart() -> None:
 
 def test_record_ids_and_machine_ids_cannot_place_a_record_elsewhere(tmp_path: Path) -> None:
     hostile = {**score_record({"STSBenchmark": 0.8}, machine="../../escape"), "record_id": ".."}
-    written = records.write_record(hostile, tmp_path / "records")
-    assert written.parent == tmp_path / "records" and records.read_record(written) == hostile
-    [merged] = records.merge_records([tmp_path / "records"], tmp_path / "merged")
+    written = write_record(hostile, tmp_path / "records")
+    assert written.parent == tmp_path / "records" and read_record(written) == hostile
+    [merged] = merge_records([tmp_path / "records"], tmp_path / "merged")
     assert merged.resolve().parent.parent == (tmp_path / "merged").resolve()
 
 
@@ -65,6 +65,9 @@ def test_hostile_model_names_write_only_inside_the_sweep_dir(tmp_path: Path) -> 
     assert summary.counts()["done"] == 2
     sweep_dir = (tmp_path / "results" / "hostile").resolve()
     created = set(tmp_path.rglob("*")) - before
-    assert created and all(path.resolve() == sweep_dir or sweep_dir in path.resolve().parents
-                           for path in created if path != tmp_path / "results")
+    assert created and all(
+        path.resolve() == sweep_dir or sweep_dir in path.resolve().parents
+        for path in created
+        if path != tmp_path / "results"
+    )
     assert {path.parent for path in sweep_dir.glob("*/run.json")} == set(sweep_dir.iterdir())

@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from embedkit.results import records
-from embedkit.analysis import stats
 from embedkit.cli import main
-from embedkit.quality.mirror import read_stsbenchmark
+from embedkit.errors import ProfileWorkerError, ProviderUnavailableError
+from embedkit.latency import environments
 from embedkit.latency.environments import PYTHONS_ENV, Environments, candidate_interpreters, probe
-from embedkit.errors import ProviderUnavailableError
-from embedkit.latency.grid import Backend, Grid, GridPoint, ProviderConfig, Scenario, coreml_providers, model_variants
-from embedkit.latency.profiler import (
-    ProfileWorkerError,
-    cold_start,
-    compare,
-    measure_timing_overhead,
-    run_grid,
-    run_point,
-    session_config,
-    worker_main,
-)
+from embedkit.latency.grid import Backend, Grid, GridPoint, ProviderConfig, Scenario, model_variants
+from embedkit.latency.launcher import compare, run_grid, run_point
+from embedkit.latency.summary import record_summary
+from embedkit.latency.worker import MeasuredModel, cold_start, session_config, worker_main
 from embedkit.latency.workload import bucket_texts
+from embedkit.paths import PROJECT_ENV
+from embedkit.quality.mirror import read_stsbenchmark
+from embedkit.results.files import RECORD_SUFFIX, read_record
 
 # Enough to exercise every step; the statistics need at least two samples.
 TINY = {"min_samples": 6, "min_seconds": 0.0, "warmup_window": 2, "warmup_max_seconds": 0.2}
@@ -57,18 +51,27 @@ def test_the_default_grid_is_batch_by_bucket_per_backend() -> None:
     first = points[:9]
     assert {p.backend for p in first} == {first[0].backend}  # one backend's points run back to back
     assert [(p.scenario.batch_size, p.scenario.seq_bucket) for p in first[:4]] == [
-        (1, "short"), (1, "medium"), (1, "long"), (8, "short")
+        (1, "short"),
+        (1, "medium"),
+        (1, "long"),
+        (8, "short"),
     ]
     assert first[0].backend.provider.name == "CPUExecutionProvider" and first[0].backend.intra_op_threads == 2
     assert first[0].scenario.min_samples == 300 and first[0].scenario.min_seconds == 10.0
 
 
 def test_grid_axes_multiply_and_measurement_settings_apply_to_every_point() -> None:
+    coreml_units = ("ALL", "CPUAndNeuralEngine", "CPUAndGPU", "CPUOnly")
+    coreml = tuple(
+        ProviderConfig.of("CoreML", {"ModelFormat": model_format, "MLComputeUnits": units, "ModelCacheDirectory": "/c"})
+        for model_format in ("MLProgram", "NeuralNetwork")
+        for units in coreml_units
+    )
     grid = Grid(
-        providers=(ProviderConfig.of("CPU"), *coreml_providers(ModelCacheDirectory="/tmp/cache")),
+        providers=(ProviderConfig.of("CPU"), *coreml),
         batch_sizes=(1, 32),
         seq_buckets=("short",),
-        intra_op_threads=(1, None),
+        threads=(1, None),
         spinning=("in-run", "always"),
     ).with_measurement(min_samples=50, min_seconds=2.0, max_seconds=30.0)
     points = grid.points()
@@ -76,8 +79,8 @@ def test_grid_axes_multiply_and_measurement_settings_apply_to_every_point() -> N
     assert {p.backend.spinning for p in points} == {"in-run", "always"}
     assert sum(p.backend.label().endswith("spinning=always") for p in points) == len(points) // 2
     assert {p.scenario.min_samples for p in points} == {50} and {p.scenario.max_seconds for p in points} == {30.0}
-    coreml = {p.backend.provider.options_dict["MLComputeUnits"] for p in points if "CoreML" in p.backend.provider.name}
-    assert coreml == {"ALL", "CPUAndNeuralEngine", "CPUAndGPU", "CPUOnly"}
+    units = {p.backend.provider.options_dict["MLComputeUnits"] for p in points if "CoreML" in p.backend.provider.name}
+    assert units == set(coreml_units)
 
 
 @pytest.mark.parametrize(
@@ -143,6 +146,19 @@ def test_this_interpreter_comes_first_and_extra_ones_can_be_named(monkeypatch: p
     assert "CPUExecutionProvider" in HERE_ONLY.providing(["CPUExecutionProvider"]).providers
 
 
+def test_accelerator_venvs_are_found_in_the_project_and_none_without_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(PYTHONS_ENV, raising=False)
+    venv_python = tmp_path / ".venv-openvino" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(sys.executable)
+    monkeypatch.setenv(PROJECT_ENV, str(tmp_path))
+    assert candidate_interpreters() == [Path(sys.executable), venv_python]
+    monkeypatch.setattr(environments, "project_dir", lambda: None)  # a wheel installed outside any checkout
+    assert candidate_interpreters() == [Path(sys.executable)]
+
+
 @pytest.mark.parametrize(
     ("provider", "hint"),
     [
@@ -180,8 +196,8 @@ def test_the_cli_reports_a_missing_provider_as_a_json_error(capsys) -> None:
 def test_a_grid_point_in_a_fresh_process_writes_a_valid_record(tiny, tmp_path: Path) -> None:
     model, variant = tiny
     (record,) = run_grid([_point(model, ProviderConfig.of("CPU"), batch=2)], tmp_path, environments=HERE_ONLY)
-    path = tmp_path / f"{record['record_id']}{records.RECORD_SUFFIX}"
-    assert records.read_record(path) == record
+    path = tmp_path / f"{record['record_id']}{RECORD_SUFFIX}"
+    assert read_record(path) == record
     assert set(record["stages"]) == {"tokenize", "feeds", "run", "pool", "total"}
     assert record["stages"]["total"]["n"] >= TINY["min_samples"]
     assert record["stages"]["total"]["p50"] >= record["stages"]["run"]["p50"]
@@ -194,6 +210,8 @@ def test_a_grid_point_in_a_fresh_process_writes_a_valid_record(tiny, tmp_path: P
     assert record["cold_start"]["session_create_ms"] > 0 and record["peak_rss_mb"] > 0
     assert record["throughput"]["texts_per_s"] > 0 and record["warmup"]["runs"] >= 1
     assert record["provenance"]["python"]["executable"] == sys.executable
+    summary = record_summary(record)
+    assert summary["n"] == record["stages"]["total"]["n"] and summary["node_share"] == {"CPU": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -233,8 +251,23 @@ def test_compare_interleaves_two_backends_and_gives_a_paired_ratio(tiny) -> None
 
 def test_cli_profile_prints_records_without_raw_samples_and_decide_reads_them(tiny, tmp_path: Path, capsys) -> None:
     model, _ = tiny
-    argv = ["--json", "profile", f"{model}:fp32", "--batch", "1", "--seq", "short", "--threads", "1",
-            "--samples", "4", "--min-seconds", "0", "--out", str(tmp_path)]
+    argv = [
+        "--json",
+        "profile",
+        f"{model}:fp32",
+        "--batch",
+        "1",
+        "--seq",
+        "short",
+        "--threads",
+        "1",
+        "--samples",
+        "4",
+        "--min-seconds",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     (record,) = json.loads(capsys.readouterr().out)["records"]
     assert "samples" not in record and Path(record["record_path"]).is_file()
@@ -248,18 +281,15 @@ def test_cli_profile_prints_records_without_raw_samples_and_decide_reads_them(ti
 # --- in-process measurements ------------------------------------------------------------------------
 
 
-def test_timing_overhead_is_a_paired_ratio_near_one(tiny_embedder) -> None:
-    estimate = measure_timing_overhead(tiny_embedder, ["a man is playing a guitar"], min_pairs=60)
-    assert isinstance(estimate, stats.RatioEstimate) and estimate.paired and estimate.n_a == 60
-    assert 0.5 < estimate.ratio < 2.0
-
-
 def test_a_model_cache_counts_as_hit_only_when_the_session_adds_nothing(tiny_embedder, tmp_path: Path) -> None:
     spec, variant = tiny_embedder.spec, tiny_embedder.variant
-    config = replace(session_config(Backend("m", "fp32", ProviderConfig.of("CPU"), 1)),
-                     provider_options={"ModelCacheDirectory": str(tmp_path)})
-    _, empty = cold_start(spec, variant, config, ["a cat"])
+    config = replace(
+        session_config(Backend("m", "fp32", ProviderConfig.of("CPU"), 1)),
+        provider_options={"ModelCacheDirectory": str(tmp_path)},
+    )
+    model = MeasuredModel.of(spec, variant, config)
+    _, empty = cold_start(model, ["a cat"])
     (tmp_path / "compiled.mlmodelc").write_text("x")
-    _, filled = cold_start(spec, variant, config, ["a cat"])
+    _, filled = cold_start(model, ["a cat"])
     assert empty["model_cache"]["hit"] is False and filled["model_cache"]["hit"] is True
     assert filled["first_run_ms"] > 0

@@ -4,23 +4,45 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TINY_WORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from embedkit.pipeline.pooling import POOLING_MODES, pool
 
-from conftest import TINY_WORDS
-
 MAX_WORDS = 5000
 MAX_BATCH = 300
 # Bounded runs: the whole file stays well under a minute on the tiny model.
-BOUNDED = settings(max_examples=20, deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+BOUNDED = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 # Characters a random draw rarely picks but real input has: NUL and other controls, bidi marks and
 # right-to-left scripts, zero-width and combining marks, emoji (with ZWJ sequences and flags), the BOM.
-AWKWARD_PIECES = ["\x00", "\x07", "\x1b", "\x7f", "\r\n", "\t", "\u200b", "\u200d", "\u200f", "\u202e", "\ufeff",
-                  "\ufffd", "e\u0301", "שלום", "مرحبا", "中文", "😀", "👩\u200d👩\u200d👧", "🇫🇷", "\U0010ffff"]
+AWKWARD_PIECES = [
+    "\x00",
+    "\x07",
+    "\x1b",
+    "\x7f",
+    "\r\n",
+    "\t",
+    "\u200b",
+    "\u200d",
+    "\u200f",
+    "\u202e",
+    "\ufeff",
+    "\ufffd",
+    "e\u0301",
+    "שלום",
+    "مرحبا",
+    "中文",
+    "😀",
+    "👩\u200d👩\u200d👧",
+    "🇫🇷",
+    "\U0010ffff",
+]
 
 words = st.one_of(
     # Every character but a lone surrogate (category Cs), which is not Unicode text: embedkit refuses it
@@ -94,7 +116,11 @@ def padded_pooling_inputs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.n
     left = draw(st.booleans())
     extra = draw(st.integers(1, 16))
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
-    junk = draw(hnp.arrays(np.float32, (n_rows, extra, dim), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)))
+    junk = draw(
+        hnp.arrays(
+            np.float32, (n_rows, extra, dim), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)
+        )
+    )
     padded_tokens = np.concatenate([tokens, junk], axis=1)
     padded_mask = np.concatenate([mask, np.zeros((n_rows, extra), dtype=np.int64)], axis=1)
     if left:  # pads first: both arrays reversed along the sequence keep each row's tokens contiguous
@@ -107,8 +133,9 @@ def padded_pooling_inputs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.n
 @given(inputs=padded_pooling_inputs(), mode=st.sampled_from(POOLING_MODES), normalize=st.booleans())
 def test_extra_padding_never_changes_a_pooled_row(inputs, mode, normalize):
     tokens, mask, padded_tokens, padded_mask = inputs
-    np.testing.assert_allclose(pool(padded_tokens, padded_mask, mode, normalize), pool(tokens, mask, mode, normalize),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        pool(padded_tokens, padded_mask, mode, normalize), pool(tokens, mask, mode, normalize), rtol=1e-5, atol=1e-5
+    )
 
 
 @BOUNDED
@@ -132,8 +159,9 @@ def permuted_batches(draw: st.DrawFn) -> tuple[list[str], list[int]]:
 def test_permuting_a_batch_permutes_the_embeddings(tiny_embedder, batch_and_order):
     batch, order = batch_and_order
     # Ties in length may land in other batches once permuted: same vectors up to padding, not bitwise.
-    np.testing.assert_allclose(tiny_embedder.embed([batch[i] for i in order]), tiny_embedder.embed(batch)[order],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        tiny_embedder.embed([batch[i] for i in order]), tiny_embedder.embed(batch)[order], atol=1e-5
+    )
 
 
 @BOUNDED

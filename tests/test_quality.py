@@ -13,14 +13,17 @@ import datasets.config
 import mteb
 import numpy as np
 import pytest
-
-from embedkit.errors import ParityError
 from mteb.types import PromptType
 
+from embedkit.errors import LocalDataError, ParityError, UsageError
 from embedkit.quality import mirror as data
-from embedkit.quality import scoring as quality
+from embedkit.quality.cache import CachedEncoder, EmbeddingCache
+from embedkit.quality.encoder import EmbedkitEncoder, model_meta_for
+from embedkit.quality.probe import quick_probe
+from embedkit.quality.scoring import score
+from embedkit.quality.tasks import get_task
 
-REFERENCE_TOLERANCE = 1e-4  # issue 4: embedkit's path equals mteb's sentence-transformers path
+REFERENCE_TOLERANCE = 1e-4  # embedkit's path equals mteb's sentence-transformers path
 
 
 @pytest.fixture(autouse=True)
@@ -75,12 +78,12 @@ class HashingEmbedder:
 def test_cache_hit_miss_and_invalidation_when_the_variant_changes() -> None:
     texts = ["a cat sits", "a dog runs", "a cat sits"]
     first = HashingEmbedder(sha256="1" * 64)
-    cache = quality.EmbeddingCache.default()
+    cache = EmbeddingCache.default()
 
-    cold = quality.EmbedkitEncoder(first, cache=cache).embed(texts)
+    cold = CachedEncoder(EmbedkitEncoder(first), cache).embed(texts)
     assert first.calls == [(["a cat sits", "a dog runs"], None)], "a repeated text is embedded once"
 
-    warm_encoder = quality.EmbedkitEncoder(first, cache=cache)
+    warm_encoder = CachedEncoder(EmbedkitEncoder(first), cache)
     warm = warm_encoder.embed(texts)
     assert first.texts_embedded == 2, "second run is served from the cache"
     assert (warm_encoder.stats.texts_requested, warm_encoder.stats.texts_encoded) == (3, 0)
@@ -88,23 +91,34 @@ def test_cache_hit_miss_and_invalidation_when_the_variant_changes() -> None:
     assert warm.dtype == np.float32 and warm.shape == (3, 64)
 
     changed = HashingEmbedder(sha256="2" * 64)
-    quality.EmbedkitEncoder(changed, cache=cache).embed(texts)
+    CachedEncoder(EmbedkitEncoder(changed), cache).embed(texts)
     assert changed.texts_embedded == 2, "a different variant sha256 misses"
 
     other_provider = HashingEmbedder(sha256="1" * 64, providers=("CoreMLExecutionProvider",))
-    quality.EmbedkitEncoder(other_provider, cache=cache).embed(texts)
+    CachedEncoder(EmbedkitEncoder(other_provider), cache).embed(texts)
     assert other_provider.texts_embedded == 2, "a different provider misses"
 
     prompted = HashingEmbedder(sha256="1" * 64, prompts={"query": "query: "})
-    quality.EmbedkitEncoder(prompted, cache=cache).embed(texts, prompt_name="query")
+    CachedEncoder(EmbedkitEncoder(prompted), cache).embed(texts, prompt_name="query")
     assert prompted.texts_embedded == 2, "the prompt is part of the text key"
     cache.close()
 
 
+def test_the_encoder_alone_embeds_each_distinct_text_once_per_call_and_keeps_nothing() -> None:
+    texts = ["a cat sits", "a dog runs", "a cat sits"]
+    embedder = HashingEmbedder()
+    encoder = EmbedkitEncoder(embedder)
+    first, again = encoder.embed(texts), encoder.embed(texts)
+    assert embedder.calls == [(["a cat sits", "a dog runs"], None)] * 2, "no cache: the second call embeds again"
+    assert (encoder.stats.texts_requested, encoder.stats.texts_encoded) == (6, 4)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first[0], first[2])
+
+
 def test_cache_persists_exact_float32_vectors(tmp_path: Path) -> None:
     vector = np.array([0.1, -2.5, 3e-8], dtype=np.float32)
-    quality.EmbeddingCache(tmp_path / "c.sqlite").store("v", "CPU", {"k": vector})
-    reopened = quality.EmbeddingCache(tmp_path / "c.sqlite")
+    EmbeddingCache(tmp_path / "c.sqlite").store("v", "CPU", {"k": vector})
+    reopened = EmbeddingCache(tmp_path / "c.sqlite")
     found = reopened.lookup("v", "CPU", ["k", "absent"])
     assert list(found) == ["k"]
     np.testing.assert_array_equal(found["k"], vector)
@@ -114,16 +128,16 @@ def test_cache_persists_exact_float32_vectors(tmp_path: Path) -> None:
 
 
 def test_model_meta_name_and_revision_encode_model_variant_and_provider() -> None:
-    meta = quality.model_meta_for(HashingEmbedder(sha256="0123456789abcdef" * 4))
+    meta = model_meta_for(HashingEmbedder(sha256="0123456789abcdef" * 4))
     assert meta.name == "embedkit/hashing-model"
     assert meta.revision == "fp32-CPU-0123456789ab"
     assert meta.embed_dim == 64 and meta.framework == ["ONNX"]
-    other = quality.model_meta_for(HashingEmbedder(sha256="f" * 64, providers=("CUDAExecutionProvider",)))
+    other = model_meta_for(HashingEmbedder(sha256="f" * 64, providers=("CUDAExecutionProvider",)))
     assert other.revision != meta.revision, "result files of distinct runs never collide"
 
 
 def test_model_meta_inherits_mtebs_registry_entry() -> None:
-    meta = quality.model_meta_for(HashingEmbedder(name="all-MiniLM-L6-v2"))
+    meta = model_meta_for(HashingEmbedder(name="all-MiniLM-L6-v2"))
     assert meta.name == "embedkit/all-MiniLM-L6-v2"
     assert meta.adapted_from == "sentence-transformers/all-MiniLM-L6-v2"
     assert meta.n_parameters == mteb.get_model_meta("sentence-transformers/all-MiniLM-L6-v2").n_parameters
@@ -131,7 +145,7 @@ def test_model_meta_inherits_mtebs_registry_entry() -> None:
 
 def test_spec_prompts_reach_the_embedder_as_mteb_selects_them() -> None:
     embedder = HashingEmbedder(prompts={"query": "query: ", "passage": "passage: "})
-    encoder = quality.EmbedkitEncoder(embedder)
+    encoder = EmbedkitEncoder(embedder)
     assert encoder.model_prompts == {"query": "query: ", "document": "passage: "}
     retrieval = mteb.get_task("SciFact").metadata
     sts = mteb.get_task("BIOSSES").metadata
@@ -148,7 +162,7 @@ def test_spec_prompts_reach_the_embedder_as_mteb_selects_them() -> None:
 
 @pytest.mark.parametrize("name", ["BIOSSES", "SICK-R", "Banking77Classification"])
 def test_local_task_is_mtebs_own_task_with_local_data(mirror: Path, name: str) -> None:
-    task = quality.get_task(name)
+    task = get_task(name)
     hub_task = mteb.get_task(name)
     assert type(task) is type(hub_task)
     assert task.metadata == hub_task.metadata and task.eval_splits == ["test"]
@@ -164,7 +178,7 @@ def test_local_task_is_mtebs_own_task_with_local_data(mirror: Path, name: str) -
 
 
 def test_local_scifact_has_mtebs_retrieval_layout(mirror: Path) -> None:
-    task = quality.get_task("SciFact")
+    task = get_task("SciFact")
     task.load_data()
     split = task.dataset["default"]["test"]
     assert split["corpus"].column_names == ["id", "title", "text"] and len(split["corpus"]) == 5183
@@ -173,13 +187,18 @@ def test_local_scifact_has_mtebs_retrieval_layout(mirror: Path) -> None:
 
 
 def test_task_outside_the_mirror_is_refused_while_offline(mirror: Path) -> None:
-    with pytest.raises(data.LocalDataError, match="not in the local data mirror"):
-        quality.get_task("NFCorpus")
+    with pytest.raises(LocalDataError, match="not in the local data mirror"):
+        get_task("NFCorpus")
+
+
+def test_a_task_mteb_does_not_know_is_a_usage_error_naming_it() -> None:
+    with pytest.raises(UsageError, match="NoSuchTask"):
+        get_task("NoSuchTask")
 
 
 def test_without_a_mirror_tasks_load_from_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EMBEDKIT_DATA", raising=False)
-    task = quality.get_task("NFCorpus")
+    task = get_task("NFCorpus")
     assert "load_data" not in vars(task), "mteb's own hub loader is left in place"
 
 
@@ -188,7 +207,7 @@ def test_without_a_mirror_tasks_load_from_the_hub(monkeypatch: pytest.MonkeyPatc
 
 def test_score_writes_mteb_results_with_provenance(mirror: Path, tmp_path: Path) -> None:
     embedder = HashingEmbedder()
-    result = quality.score(embedder, ["BIOSSES"])
+    result = score(embedder, ["BIOSSES"])
     task = result.tasks["BIOSSES"]
     assert task.main_score_name == "cosine_spearman" and -1 <= task.main_score <= 1
     assert task.mteb_scores["test"][0]["cosine_spearman"] == task.main_score
@@ -212,28 +231,28 @@ def test_score_writes_mteb_results_with_provenance(mirror: Path, tmp_path: Path)
     frame = result.to_frame()
     assert list(frame["task"]) == ["BIOSSES"] and frame["score"][0] == task.main_score
 
-    rescored = quality.score(embedder, ["BIOSSES"])
+    rescored = score(embedder, ["BIOSSES"])
     assert rescored.tasks["BIOSSES"].texts_encoded == 0 and rescored.tasks["BIOSSES"].encode_seconds == 0
     assert rescored.scores == result.scores
 
 
 def test_variants_whose_embeddings_depend_on_the_batch_are_not_cached(mirror: Path) -> None:
     dynamic_int8 = HashingEmbedder(ops={"DynamicQuantizeLinear": 12, "MatMulInteger": 36})
-    first = quality.score(dynamic_int8, ["BIOSSES"])
-    again = quality.score(dynamic_int8, ["BIOSSES"])
+    first = score(dynamic_int8, ["BIOSSES"])
+    again = score(dynamic_int8, ["BIOSSES"])
     assert first.embedding_cache is again.embedding_cache is False
     assert again.tasks["BIOSSES"].texts_encoded == first.tasks["BIOSSES"].texts_encoded > 0
-    assert quality.score(HashingEmbedder(), ["BIOSSES"]).embedding_cache is True
+    assert score(HashingEmbedder(), ["BIOSSES"]).embedding_cache is True
 
 
 def test_failed_parity_is_refused_unless_forced(mirror: Path) -> None:
     failing = HashingEmbedder(parity={"passed": False, "max_abs_diff": 0.2})
     with pytest.raises(ParityError, match="parity"):
-        quality.score(failing, ["BIOSSES"])
-    forced = quality.score(failing, ["BIOSSES"], force=True)
+        score(failing, ["BIOSSES"])
+    forced = score(failing, ["BIOSSES"], force=True)
     assert forced.forced is True and forced.parity == {"passed": False, "max_abs_diff": 0.2}
     assert forced.to_dict()["forced"] is True
-    passing = quality.score(HashingEmbedder(parity={"passed": True}), ["BIOSSES"], force=True)
+    passing = score(HashingEmbedder(parity={"passed": True}), ["BIOSSES"], force=True)
     assert passing.forced is False
 
 
@@ -270,10 +289,8 @@ def _probe_vectors(similar: float, different: float, norm: float = 1.0) -> list[
         (0.5, 0.1, 1.0, "below minimum"),
     ],
 )
-def test_quick_probe_reports_the_seed_plans_tier(
-    similar: float, different: float, norm: float, tier: str
-) -> None:
-    probe = quality.quick_probe(FixedEmbedder(_probe_vectors(similar, different, norm)))
+def test_quick_probe_reports_the_seed_plans_tier(similar: float, different: float, norm: float, tier: str) -> None:
+    probe = quick_probe(FixedEmbedder(_probe_vectors(similar, different, norm)))
     assert probe["tier"] == tier
     assert probe["similar"] == pytest.approx(similar, abs=1e-6)
     assert probe["separation"] == pytest.approx(similar - different, abs=1e-6)
@@ -290,7 +307,7 @@ def mteb_reference_scores(data_root: Path) -> dict[str, float]:
     """all-MiniLM-L6-v2 in PyTorch through mteb's own sentence-transformers wrapper, on the mirror's data."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMBEDKIT_DATA", str(data_root))
-        tasks = [quality.get_task(name) for name in REFERENCE_TASKS]
+        tasks = [get_task(name) for name in REFERENCE_TASKS]
     from embedkit.models.parity import reference_model
     from embedkit.models.specs import get_spec
 
@@ -316,6 +333,6 @@ def _assert_matches_reference(ours: dict[str, float], reference: dict[str, float
 def test_fp32_onnx_equals_mtebs_sentence_transformers_path(
     mirror: Path, minilm, mteb_reference_scores: dict[str, float]
 ) -> None:
-    ours = quality.score(minilm, REFERENCE_TASKS, use_cache=False)
+    ours = score(minilm, REFERENCE_TASKS, use_cache=False)
     assert ours.mteb_revision.startswith("fp32-CPU-")
     _assert_matches_reference(ours.scores, mteb_reference_scores)

@@ -12,9 +12,27 @@ import jsonschema
 import numpy as np
 import pytest
 
+from embedkit.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    RecordClashError,
+    RecordVersionError,
+    UnknownNameError,
+)
 from embedkit.latency import placement
 from embedkit.results import provenance
-from embedkit.results import records
+from embedkit.results.files import (
+    RECORD_SUFFIX,
+    QuarantineWarning,
+    load_record_set,
+    load_records,
+    read_record,
+    write_record,
+)
+from embedkit.results.records import new_record
+from embedkit.results.samples import decode_samples, encode_samples, latency_sections
+from embedkit.results.schema import SCHEMA_VERSION, record_schema
+from embedkit.results.tables import load_frame
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -43,7 +61,7 @@ def profile_body(center_ms: float = 10.0, *, seed: int = 0, variant: str = "fp32
             "intra_op_threads": 2,
             "seq_length": 16,
         },
-        **records.latency_sections({**stage_samples, "total": total}, resamples=200),
+        **latency_sections({**stage_samples, "total": total}, resamples=200),
         "throughput": {"texts_per_s": np.float32(1000 / center_ms), "tokens_per_s": 16_000 / center_ms},
         "peak_rss_mb": 180.5,
         "cold_start": {"session_create_ms": 120.0, "first_run_ms": 30.0},
@@ -70,7 +88,7 @@ def on_machine(machine_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def profile() -> dict[str, Any]:
-    return records.new_record("profile", profile_body())
+    return new_record("profile", profile_body())
 
 
 # --- provenance ---------------------------------------------------------------------------------
@@ -78,7 +96,7 @@ def profile() -> dict[str, Any]:
 
 def test_provenance_is_complete_and_fits_the_record_schema() -> None:
     collected = provenance.collect()
-    jsonschema.validate(collected, records.record_schema("profile")["properties"]["provenance"])
+    jsonschema.validate(collected, record_schema("profile")["properties"]["provenance"])
     assert collected["packages"]["onnxruntime"] is not None
     assert set(provenance.RELEVANT_PACKAGES) == set(collected["packages"])
     assert "CPUExecutionProvider" in collected["onnxruntime"]["available_providers"]
@@ -110,33 +128,33 @@ def test_machine_id_can_be_set_explicitly(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_profile_round_trip(profile: dict[str, Any], tmp_path: Path) -> None:
-    path = records.write_record(profile, tmp_path)
-    assert path == tmp_path / f"{profile['record_id']}{records.RECORD_SUFFIX}"
-    assert records.read_record(path) == profile
+    path = write_record(profile, tmp_path)
+    assert path == tmp_path / f"{profile['record_id']}{RECORD_SUFFIX}"
+    assert read_record(path) == profile
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
     assert profile["record_id"].startswith(f"profile-{profile['machine_id']}-")
     assert isinstance(profile["throughput"]["texts_per_s"], float)  # numpy scalars became JSON numbers
 
 
 def test_samples_round_trip_and_reproduce_the_statistics(profile: dict[str, Any]) -> None:
-    total = records.decode_samples(profile["samples"]["total"])
+    total = decode_samples(profile["samples"]["total"])
     assert total.dtype == np.float32 and total.size == 300
     assert profile["stages"]["total"]["p95"] == pytest.approx(float(np.percentile(total.astype(np.float64), 95)))
-    encoded = records.encode_samples(np.array([1.5, 2.25, 1e-3]))
-    np.testing.assert_array_equal(records.decode_samples(encoded), np.array([1.5, 2.25, 1e-3], dtype=np.float32))
+    encoded = encode_samples(np.array([1.5, 2.25, 1e-3]))
+    np.testing.assert_array_equal(decode_samples(encoded), np.array([1.5, 2.25, 1e-3], dtype=np.float32))
 
 
 def test_damaged_samples_are_detected() -> None:
-    encoded = records.encode_samples([1.0, 2.0])
-    with pytest.raises(ValueError, match="n says"):
-        records.decode_samples({**encoded, "n": 3})
-    with pytest.raises(ValueError, match="does not decode"):
-        records.decode_samples({**encoded, "data": encoded["data"][:-4]})
+    encoded = encode_samples([1.0, 2.0])
+    with pytest.raises(InvalidRecordError, match="n says"):
+        decode_samples({**encoded, "n": 3})
+    with pytest.raises(InvalidRecordError, match="does not decode"):
+        decode_samples({**encoded, "data": encoded["data"][:-4]})
 
 
 def test_score_round_trip(tmp_path: Path) -> None:
-    score = records.new_record("score", score_body())
-    assert records.read_record(records.write_record(score, tmp_path)) == score
+    score = new_record("score", score_body())
+    assert read_record(write_record(score, tmp_path)) == score
 
 
 # --- rejection ----------------------------------------------------------------------------------
@@ -167,21 +185,21 @@ INVALID_EDITS = {
 @pytest.mark.parametrize("edit", INVALID_EDITS.values(), ids=INVALID_EDITS.keys())
 def test_invalid_records_are_rejected_on_write_and_on_read(profile: dict[str, Any], tmp_path: Path, edit) -> None:
     bad = _broken(profile, edit)
-    with pytest.raises(records.InvalidRecordError):
-        records.write_record(bad, tmp_path)
+    with pytest.raises(InvalidRecordError):
+        write_record(bad, tmp_path)
     assert list(tmp_path.iterdir()) == []
     path = tmp_path / "bad.record.json"
     path.write_text(json.dumps(bad))  # NaN is written as a bare NaN literal: not JSON either
-    with pytest.raises((records.InvalidRecordError, records.CorruptRecordError)) as caught:
-        records.read_record(path)
+    with pytest.raises((InvalidRecordError, CorruptRecordError)) as caught:
+        read_record(path)
     assert caught.value.path == path and str(path) in str(caught.value)
 
 
 def test_score_needs_details_for_every_score() -> None:
     body = score_body()
     body["tasks"].pop("BIOSSES")
-    with pytest.raises(records.InvalidRecordError, match="task details"):
-        records.new_record("score", body)
+    with pytest.raises(InvalidRecordError, match="task details"):
+        new_record("score", body)
 
 
 def test_score_from_the_hub_names_dataset_revisions_instead_of_files(tmp_path: Path) -> None:
@@ -193,23 +211,23 @@ def test_score_from_the_hub_names_dataset_revisions_instead_of_files(tmp_path: P
         },
         "scoring": {"batch_size": 32, "provider_options": {}, "providers": ["CPUExecutionProvider"]},
     }
-    score = records.new_record("score", {**score_body(), **hub})
-    assert records.read_record(records.write_record(score, tmp_path)) == score
+    score = new_record("score", {**score_body(), **hub})
+    assert read_record(write_record(score, tmp_path)) == score
 
     unidentified = {**score_body(), "data_sha256": {}}
-    with pytest.raises(records.InvalidRecordError, match=r"no data_sha256 and no data_revision for \['BIOSSES'"):
-        records.new_record("score", unidentified)
+    with pytest.raises(InvalidRecordError, match=r"no data_sha256 and no data_revision for \['BIOSSES'"):
+        new_record("score", unidentified)
     stray = {**score_body(), "data_revision": {"SciFact": {"path": "mteb/scifact", "revision": "abc"}}}
-    with pytest.raises(records.InvalidRecordError, match="SciFact"):
-        records.new_record("score", stray)
+    with pytest.raises(InvalidRecordError, match="SciFact"):
+        new_record("score", stray)
 
 
-@pytest.mark.parametrize(("version", "word"), [(records.SCHEMA_VERSION + 1, "newer"), (0, "older")])
+@pytest.mark.parametrize(("version", "word"), [(SCHEMA_VERSION + 1, "newer"), (0, "older")])
 def test_other_schema_versions_give_a_clear_error(profile: dict[str, Any], tmp_path: Path, version, word) -> None:
     path = tmp_path / "other.record.json"
     path.write_text(json.dumps({**profile, "schema_version": version}))
-    with pytest.raises(records.RecordVersionError, match=word) as caught:
-        records.read_record(path)
+    with pytest.raises(RecordVersionError, match=word) as caught:
+        read_record(path)
     assert caught.value.path == path
 
 
@@ -219,15 +237,15 @@ def test_other_schema_versions_give_a_clear_error(profile: dict[str, Any], tmp_p
 def test_corrupt_files_name_the_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "corrupt.record.json"
     path.write_bytes(content)
-    with pytest.raises(records.CorruptRecordError) as caught:
-        records.read_record(path)
+    with pytest.raises(CorruptRecordError) as caught:
+        read_record(path)
     assert caught.value.path == path and "corrupt.record.json" in str(caught.value)
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(
     profile: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = records.write_record(profile, tmp_path)
+    path = write_record(profile, tmp_path)
     before = path.read_bytes()
     changed = {**profile, "peak_rss_mb": 999.0}
 
@@ -236,21 +254,21 @@ def test_a_failed_write_leaves_the_previous_file_intact(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        records.write_record(changed, tmp_path)
+        write_record(changed, tmp_path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_corrupt_records_are_quarantined_on_load_and_listed(profile: dict[str, Any], tmp_path: Path) -> None:
-    good = records.write_record(profile, tmp_path)
+    good = write_record(profile, tmp_path)
     torn = tmp_path / "torn.record.json"
     torn.write_bytes(good.read_bytes()[:50])
-    with pytest.warns(records.QuarantineWarning, match="torn.record.json"):
-        loaded = records.load_record_set(tmp_path)
+    with pytest.warns(QuarantineWarning, match="torn.record.json"):
+        loaded = load_record_set(tmp_path)
     assert loaded.records == [profile] and loaded.paths == [good]
     [entry] = loaded.quarantined
     assert entry.path == str(torn) and not torn.exists() and Path(entry.moved_to).read_bytes() == good.read_bytes()[:50]
-    frame = records.load_frame(tmp_path)  # moved aside: not found again
+    frame = load_frame(tmp_path)  # moved aside: not found again
     assert list(frame["record_id"]) == [profile["record_id"]] and frame.attrs["quarantined"] == []
 
 
@@ -264,8 +282,8 @@ def test_a_corrupt_record_that_cannot_be_moved_is_still_reported(
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr(os, "replace", read_only)
-    with pytest.warns(records.QuarantineWarning, match="could not be moved aside"):
-        frame = records.load_frame(tmp_path)
+    with pytest.warns(QuarantineWarning, match="could not be moved aside"):
+        frame = load_frame(tmp_path)
     assert frame.empty and torn.exists()
     assert frame.attrs["quarantined"][0]["path"] == str(torn) and frame.attrs["quarantined"][0]["moved_to"] is None
 
@@ -273,14 +291,14 @@ def test_a_corrupt_record_that_cannot_be_moved_is_still_reported(
 def test_invalid_records_are_not_quarantined_but_refused(profile: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "invalid.record.json"
     path.write_text(json.dumps({**profile, "peak_rss_mb": -1}))
-    with pytest.raises(records.InvalidRecordError):
-        records.load_records(tmp_path)
+    with pytest.raises(InvalidRecordError):
+        load_records(tmp_path)
     assert path.exists()
 
 
 def test_unknown_kind_has_no_schema() -> None:
-    with pytest.raises(ValueError, match="known kinds: profile, score"):
-        records.record_schema("sweep-run")
+    with pytest.raises(UnknownNameError, match="known kinds: profile, score"):
+        record_schema("sweep-run")
 
 
 # --- many machines ------------------------------------------------------------------------------
@@ -289,16 +307,16 @@ def test_unknown_kind_has_no_schema() -> None:
 def test_records_from_several_machines_merge_without_clashing(tmp_path: Path) -> None:
     linux, mac = tmp_path / "linux", tmp_path / "mac"
     linux_box = on_machine("linux-box")
-    on_linux = [records.new_record("profile", profile_body(10.0, seed=seed), provenance=linux_box) for seed in (1, 2)]
-    on_mac = records.new_record("profile", profile_body(6.0, seed=3), provenance=on_machine("mac-m2"))
-    score = records.new_record("score", score_body(), provenance=linux_box)
-    for record in on_linux + [score]:
-        records.write_record(record, linux)
-    records.write_record(on_mac, mac)
-    records.write_record(on_linux[0], mac)  # the same record copied to the other results dir
+    on_linux = [new_record("profile", profile_body(10.0, seed=seed), provenance=linux_box) for seed in (1, 2)]
+    on_mac = new_record("profile", profile_body(6.0, seed=3), provenance=on_machine("mac-m2"))
+    score = new_record("score", score_body(), provenance=linux_box)
+    for record in [*on_linux, score]:
+        write_record(record, linux)
+    write_record(on_mac, mac)
+    write_record(on_linux[0], mac)  # the same record copied to the other results dir
     (linux / "mteb_result.json").write_text("{}")  # other JSON in a results dir is not a record
 
-    frame = records.load_frame(linux, mac)
+    frame = load_frame(linux, mac)
     assert len(frame) == 4 and frame["record_id"].is_unique
     assert sorted(frame["machine_id"].unique()) == ["linux-box", "mac-m2"]
     assert list(frame.columns[:8]) == [
@@ -308,23 +326,9 @@ def test_records_from_several_machines_merge_without_clashing(tmp_path: Path) ->
     assert not any(column.startswith(("samples", "tasks.", "model.variant.manifest")) for column in frame.columns)
     assert (frame.loc[frame.kind == "profile", "provider"] == "CPUExecutionProvider").all()
 
-    with pytest.raises(records.CrossMachineError, match="exactly one machine"):
-        records.require_single_machine(frame)
-    assert records.require_single_machine(frame[frame.machine_id == "mac-m2"]) == "mac-m2"
-
 
 def test_two_different_records_with_one_id_clash(profile: dict[str, Any], tmp_path: Path) -> None:
-    records.write_record(profile, tmp_path / "a")
-    records.write_record({**profile, "peak_rss_mb": 1.0}, tmp_path / "b")
-    with pytest.raises(records.RecordClashError, match=profile["record_id"]):
-        records.load_records(tmp_path)
-
-
-def test_profiles_compare_only_within_one_machine() -> None:
-    slow = records.new_record("profile", profile_body(20.0, seed=4), provenance=on_machine("linux-box"))
-    fast = records.new_record("profile", profile_body(10.0, seed=5), provenance=on_machine("linux-box"))
-    elsewhere = records.new_record("profile", profile_body(10.0, seed=6), provenance=on_machine("mac-m2"))
-    estimate = records.compare_profiles(slow, fast)
-    assert estimate.ci[0] <= 2.0 <= estimate.ci[1] and estimate.significant and not estimate.paired
-    with pytest.raises(records.CrossMachineError, match="within one machine"):
-        records.compare_profiles(slow, elsewhere)
+    write_record(profile, tmp_path / "a")
+    write_record({**profile, "peak_rss_mb": 1.0}, tmp_path / "b")
+    with pytest.raises(RecordClashError, match=profile["record_id"]):
+        load_records(tmp_path)

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import scrapbook
-
-from embedkit import cli
-from embedkit.publish import report
-from embedkit.errors import EmbedkitError
 from records_factory import SMALL_SWEEP_FRONTIER, small_sweep
+
+from embedkit import cli, defaults
+from embedkit.errors import EmbedkitError
+from embedkit.publish import report
+from embedkit.runs.execution import require_kernel
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]], dict[str, Any]]:
     """A synthetic sweep reported through the CLI, as `embedkit --json report DIR` prints it."""
-    report.require_kernel(report.KERNEL)
+    require_kernel(defaults.KERNEL)
     sweep_dir = tmp_path_factory.mktemp("results") / "synthetic"
     made = small_sweep(sweep_dir)
     printed = io.StringIO()
@@ -40,11 +41,13 @@ def test_report_writes_notebook_html_and_figures_in_the_sweep_dir(published) -> 
     assert set(result["figures"]) == {"pareto", "stages", "latency_cdf", "placement"}
     for name, paths in result["figures"].items():
         assert paths == {fmt: str(sweep_dir / "figures" / f"{name}.{fmt}") for fmt in ("png", "svg")}
-        assert Path(paths["png"]).read_bytes().startswith(b"\x89PNG") and Path(paths["svg"]).read_text().startswith("<?xml")
+        assert Path(paths["png"]).read_bytes().startswith(b"\x89PNG") and Path(paths["svg"]).read_text().startswith(
+            "<?xml"
+        )
 
 
 def test_report_scraps_hold_the_answer(published) -> None:
-    sweep_dir, made, result = published
+    _, made, result = published
     scraps = {name: scrap.data for name, scrap in scrapbook.read_notebook(result["notebook"]).scraps.items()}
     assert scraps["n_points"] == result["n_points"] == 8
     assert scraps["frontier"] == result["frontier"] == SMALL_SWEEP_FRONTIER
@@ -55,7 +58,9 @@ def test_report_scraps_hold_the_answer(published) -> None:
     assert len(card) == 8 and {row["verdict"] for row in card.values()} == {"GO"}
     mac_int8 = card[("mac-m2", "all-MiniLM-L6-v2", "int8", "CPUExecutionProvider")]
     assert mac_int8["profile_record_id"] == made["mac-int8"]["record_id"]
-    profile_ids = {record["record_id"] for name, record in made.items() if record["kind"] == "profile" and "b32" not in name}
+    profile_ids = {
+        record["record_id"] for name, record in made.items() if record["kind"] == "profile" and "b32" not in name
+    }
     assert {point["profile_record_id"] for point in scraps["points"]} == profile_ids
     assert all(point["profile_command"].startswith("embedkit profile ") for point in scraps["points"])
 

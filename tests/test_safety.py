@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import pickle
 import shutil
+from dataclasses import replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,10 @@ from typing import Any
 import pytest
 
 import embedkit
-from embedkit.models import parity
-from embedkit.models import sources
 from embedkit.errors import ModelFileError
+from embedkit.models import parity, sources
 from embedkit.models.export import get_variant
-from embedkit.models.specs import HubSource, ModelSpec, local_spec, with_overrides
+from embedkit.models.specs import HubSource, ModelSpec, local_spec
 
 PACKAGE = Path(embedkit.__file__).parent
 # Modules whose only purpose is (un)pickling: the package needs none of them.
@@ -123,7 +123,7 @@ def test_export_and_reference_get_the_specs_trust_remote_code(checkpoint, isolat
     import optimum.exporters.onnx
     import sentence_transformers
 
-    spec = local_spec(checkpoint) if trust is None else with_overrides(local_spec(checkpoint), trust_remote_code=trust)
+    spec = local_spec(checkpoint) if trust is None else replace(local_spec(checkpoint), trust_remote_code=trust)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(optimum.exporters.onnx, "main_export", _recorder(calls))
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _recorder(calls))
@@ -140,8 +140,11 @@ def test_hub_fetches_code_only_for_a_trusting_spec_and_never_pickles(tmp_path, i
     import huggingface_hub
 
     patterns: list[str] = []
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo_id, **kwargs: patterns.extend(kwargs["allow_patterns"]) or str(tmp_path))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo_id, **kwargs: patterns.extend(kwargs["allow_patterns"]) or str(tmp_path),
+    )
     sources.materialize(ModelSpec("remote", HubSource("org/remote"), "MIT", trust_remote_code=trust))
     assert any(fnmatch("modeling_remote.py", p) for p in patterns) is trust
     assert not any(fnmatch(name, p) for p in patterns for name in ("pytorch_model.bin", "model.pt", "x.pkl"))

@@ -1,5 +1,5 @@
 """Score records end to end: `embedkit score` writes them, `embedkit verify` reproduces them, a forced
-score says so, and `quality.scores_frame` turns them into per-task deltas vs fp32."""
+score says so, and `scores_frame` turns them into per-task deltas vs fp32."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from embedkit.errors import ParityError
-
-from embedkit.quality import scoring as quality
-from embedkit.results import records
-from embedkit.cli import main
-from embedkit.pipeline.embedder import Embedder
+from records_factory import profile_record
 from records_factory import score_record as synthetic_score_record
+
+from embedkit.cli import main
+from embedkit.errors import ParityError, UsageError
+from embedkit.models.parity import run_parity
+from embedkit.pipeline.embedder import Embedder
+from embedkit.quality.scoring import ScoreResult, score, score_record, write_score_record
+from embedkit.quality.verify import VERIFY_TOLERANCE, verify_record
+from embedkit.results.files import read_record, write_record
+from embedkit.results.scores import scores_frame
 
 TASK = "BIOSSES"  # 100 pairs: the fast task
 
@@ -37,7 +40,9 @@ def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scored(out_dir: Path, data_root: Path, minilm: Embedder) -> dict[str, Any]:
-    """`embedkit score all-MiniLM-L6-v2:fp32 --tasks BIOSSES ... --json`, once for this module."""
+    """`embedkit score all-MiniLM-L6-v2:fp32 --tasks BIOSSES ... --json`, once for this module, after the
+    variant's parity gate has run (so this module does not depend on another having run it first)."""
+    run_parity(minilm)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(["score", "all-MiniLM-L6-v2:fp32", "--tasks", TASK, "--data", str(data_root),
@@ -52,7 +57,7 @@ def test_score_prints_scores_and_writes_a_valid_record(scored: dict[str, Any], o
     assert 0 < scored["scores"][TASK] < 1  # mteb's 0-1 scale
     (path,) = map(Path, scored["records"])
     assert path.parent == out_dir
-    record = records.read_record(path)
+    record = read_record(path)
     assert record["kind"] == "score" and record["scores"] == scored["scores"]
     assert record["provider"] == "CPUExecutionProvider" and record["forced"] is False
     variant = record["model"]["variant"]
@@ -72,15 +77,15 @@ def test_verify_reproduces_the_record(scored: dict[str, Any], capsys: pytest.Cap
     code, out = run_cli(capsys, "--json", "verify", scored["records"][0])
     assert code == 0 and out["passed"] is True
     assert out["tasks"][TASK]["recorded"] == scored["scores"][TASK]
-    assert out["tasks"][TASK]["abs_delta"] <= quality.VERIFY_TOLERANCE == out["tolerance"]
+    assert out["tasks"][TASK]["abs_delta"] <= VERIFY_TOLERANCE == out["tolerance"]
 
 
 def test_verify_refuses_a_record_whose_variant_differs_on_disk(
     scored: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    record = records.read_record(scored["records"][0])
+    record = read_record(scored["records"][0])
     record["model"]["variant"]["sha256"] = "0" * 64  # as if the file had been re-exported since
-    edited = records.write_record(record, tmp_path / "edited")
+    edited = write_record(record, tmp_path / "edited")
     code, out = run_cli(capsys, "--json", "verify", str(edited))
     assert code == 2 and out["error"]["type"] == "RecordMismatchError"
     assert "0" * 64 in out["error"]["message"] and "re-score" in out["error"]["message"]
@@ -94,33 +99,39 @@ def test_verify_of_a_file_that_is_no_record_is_one_json_error(capsys: pytest.Cap
     assert code == 2 and out["error"]["type"] == "CorruptRecordError" and str(broken) in out["error"]["message"]
 
 
+def test_verify_takes_score_records_only(tmp_path: Path) -> None:
+    path = write_record(profile_record(10.0), tmp_path)
+    with pytest.raises(UsageError, match="verify takes score records"):
+        verify_record(path)
+
+
 def test_a_forced_score_says_so_in_its_record(minilm: Embedder, data_root: Path, tmp_path: Path) -> None:
     failed_gate = {"passed": False, "gate": {"metric": "mean_cosine", "threshold": 0.98, "measured": 0.5}}
     (tmp_path / "parity.json").write_text(json.dumps(failed_gate))
     variant = replace(minilm.variant, directory=tmp_path)  # the same ONNX file, with a failed gate beside it
     failing = Embedder(minilm.tokenizer, minilm.session, minilm.pooling, minilm.normalize, minilm.spec, variant)
     with pytest.raises(ParityError):
-        quality.score(failing, [TASK], output_dir=tmp_path / "mteb")
-    result = quality.score(failing, [TASK], force=True, output_dir=tmp_path / "mteb")
-    record = records.read_record(quality.write_score_record(result, failing, tmp_path / "records"))
+        score(failing, [TASK], output_dir=tmp_path / "mteb")
+    result = score(failing, [TASK], force=True, output_dir=tmp_path / "mteb")
+    record = read_record(write_score_record(result, failing, tmp_path / "records"))
     assert record["forced"] is True and record["model"]["variant"]["parity"] == failed_gate
 
 
 @pytest.fixture(scope="module")
-def biosses(minilm: Embedder, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> quality.ScoreResult:
-    return quality.score(minilm, [TASK], output_dir=tmp_path_factory.mktemp("mteb"))
+def biosses(minilm: Embedder, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> ScoreResult:
+    return score(minilm, [TASK], output_dir=tmp_path_factory.mktemp("mteb"))
 
 
-def test_a_record_must_match_its_embedder(minilm: Embedder, biosses: quality.ScoreResult) -> None:
-    with pytest.raises(ValueError, match="but the embedder is"):
-        quality.score_record(replace(biosses, variant="int8"), minilm)
+def test_a_record_must_match_its_embedder(minilm: Embedder, biosses: ScoreResult) -> None:
+    with pytest.raises(UsageError, match="but the embedder is"):
+        score_record(replace(biosses, variant="int8"), minilm)
 
 
-def test_metrics_mteb_leaves_undefined_are_recorded_as_null(minilm: Embedder, biosses: quality.ScoreResult) -> None:
+def test_metrics_mteb_leaves_undefined_are_recorded_as_null(minilm: Embedder, biosses: ScoreResult) -> None:
     task = biosses.tasks[TASK]
     # as mteb reports average precision for a 77-class task
     undefined = replace(task, mteb_scores={"test": [{**task.mteb_scores["test"][0], "ap": float("nan")}]})
-    record = quality.score_record(replace(biosses, tasks={TASK: undefined}), minilm)
+    record = score_record(replace(biosses, tasks={TASK: undefined}), minilm)
     assert record["tasks"][TASK]["mteb_scores"]["test"][0]["ap"] is None
     assert record["scores"][TASK] == task.main_score
 
@@ -147,8 +158,8 @@ def test_scores_frame_gives_per_task_deltas_vs_fp32(tmp_path: Path) -> None:
         synthetic_score_record({"STSBenchmark": 0.70}, model="paraphrase-MiniLM-L3-v2", variant="int8"),
     ]
     for record in made:
-        records.write_record(record, tmp_path)
-    frame = quality.scores_frame(tmp_path, tmp_path / "not-written-yet")
+        write_record(record, tmp_path)
+    frame = scores_frame(tmp_path, tmp_path / "not-written-yet")
     assert len(frame) == 5
     int8 = frame[(frame["model"] == "all-MiniLM-L6-v2") & (frame["variant"] == "int8")].set_index("task")
     assert int8.loc["STSBenchmark", "delta"] == pytest.approx(-0.02)
@@ -160,5 +171,5 @@ def test_scores_frame_gives_per_task_deltas_vs_fp32(tmp_path: Path) -> None:
 
 
 def test_scores_frame_of_nothing_is_empty(tmp_path: Path) -> None:
-    frame = quality.scores_frame(tmp_path)
+    frame = scores_frame(tmp_path)
     assert frame.empty and {"task", "score", "delta"} <= set(frame.columns)

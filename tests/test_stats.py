@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
+import pandas as pd
 import pytest
 
 from embedkit.analysis import stats
@@ -39,7 +38,7 @@ def test_median_ci_of_a_normal_covers_the_true_median_about_95_percent_of_the_ti
     covered = 0
     for trial in range(trials):
         samples = rng.normal(loc=10.0, scale=2.0, size=200)
-        (low, high), = stats.bootstrap_percentile_cis(samples, [50], resamples=1000, seed=trial)
+        ((low, high),) = stats.bootstrap_percentile_cis(samples, [50], resamples=1000, seed=trial)
         covered += low <= 10.0 <= high
     assert 0.88 <= covered / trials <= 0.99
 
@@ -50,7 +49,7 @@ def test_p95_ci_covers_the_true_p95_of_an_exponential() -> None:
     covered = 0
     for trial in range(100):
         samples = rng.exponential(5.0, 1000)
-        (low, high), = stats.bootstrap_percentile_cis(samples, [95], resamples=1000, seed=trial)
+        ((low, high),) = stats.bootstrap_percentile_cis(samples, [95], resamples=1000, seed=trial)
         covered += low <= true_p95 <= high
     assert covered >= 85
 
@@ -134,26 +133,18 @@ def test_paired_ratio_needs_equal_lengths() -> None:
         stats.ratio_with_ci([1.0, 2.0, 3.0], [1.0, 2.0], paired=True)
 
 
-def test_warm_up_stops_once_the_median_settles() -> None:
-    rng = np.random.default_rng(12)
-    calls = itertools.count()
-    # First calls are slow (caches, lazy allocation), settling to 5 ms.
-    warm = stats.warm_up_until_stable(lambda: 5.0 + 20.0 * np.exp(-next(calls) / 8) + rng.normal(0, 0.01))
-    assert warm.stable
-    assert 2 * stats.WARMUP_WINDOW <= warm.runs < 200
-    assert warm.to_record()["runs"] == warm.runs
-    assert warm.last_relative_change < stats.WARMUP_TOLERANCE
-
-
-def test_warm_up_reports_when_it_never_settles() -> None:
-    calls = itertools.count()
-    # Latency keeps climbing (e.g. a leak or thermal throttling): never stable, capped.
-    warm = stats.warm_up_until_stable(lambda: 1.0 + 0.01 * next(calls), max_runs=100)
-    assert not warm.stable
-    assert warm.runs == 100
-    assert warm.to_record()["stable"] is False
-
-
-def test_warm_up_respects_its_time_cap() -> None:
-    warm = stats.warm_up_until_stable(lambda: 1.0 + np.random.default_rng().random(), max_seconds=0.0)
-    assert warm.runs == 0 and not warm.stable
+def test_between_point_intervals_remove_the_shared_task_effect() -> None:
+    tasks = pd.DataFrame(
+        {"easy": [0.90, 0.89, 0.80], "hard": [0.50, 0.49, 0.50], "mid": [0.70, 0.69, 0.60]},
+        index=["reference", "shifted", "erratic"],
+    )
+    # A constant offset on every task is a sure difference: no width, though the tasks differ by 0.4.
+    consistent = stats.between_point_intervals(tasks.iloc[:2])
+    assert (consistent["high"] - consistent["low"]).to_numpy() == pytest.approx([0.0, 0.0], abs=1e-12)
+    intervals = stats.between_point_intervals(tasks)
+    width = intervals["high"] - intervals["low"]
+    assert width.idxmax() == "erratic" and width["erratic"] > 0.05
+    means = tasks.mean(axis=1)
+    assert ((intervals["low"] <= means + 1e-12) & (means - 1e-12 <= intervals["high"])).all()
+    single = stats.between_point_intervals(tasks.iloc[[2]])
+    assert (single["high"] - single["low"]).iloc[0] == 0.0

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from embedkit.runs.limits import Limits
-from embedkit.results.records import read_record
-from embedkit.runs.sweep import RUN_FILE, SweepConfigError, expand, load_config, run_complete, run_sweep
 from sweep_stand_ins import TWO_VARIANTS_SCORED, WRITE_SCORE_RECORD, stand_ins
 from sweep_stand_ins import sweep_file as _sweep_file
+
+from embedkit.errors import SweepConfigError
+from embedkit.latency.grid import AXES
+from embedkit.results.files import read_record
+from embedkit.runs.config import SWEEP_SCHEMA, load_config
+from embedkit.runs.limits import Limits
+from embedkit.runs.plan import expand
+from embedkit.runs.sweep import RUN_FILE, check_run, run_sweep
 
 FAIL_INT8 = 'if variant == "int8":\n    raise RuntimeError("this variant is made to fail")'
 
@@ -29,38 +33,86 @@ def test_expansion_orders_phases_and_names_runs(tmp_path):
     runs = expand(config, ["CPU"])
     assert [r.stage for r in runs] == ["export", "quality", "quality", "profile", "profile"]
     assert len({r.run_id for r in runs}) == 5
-    assert runs[1].parameters["provider"] == "CPUExecutionProvider" and runs[3].parameters["batch_sizes"] == [1, 32]
+    assert runs[1].parameters["provider"] == "CPUExecutionProvider" and runs[3].parameters["grid"] == {
+        "batch_sizes": [1, 32]
+    }
 
 
 @pytest.mark.parametrize(
     "text, line, key, message",
     [
         ("name: x\nmodels: [{name: m}]\ncolour: red\n", 3, "colour", "unknown key; allowed here: name, description"),
-        ("name: x\nmodels: [{name: m}]\nprofile: {batch_sizes: [1, 'eight']}\n", 3, "profile.batch_sizes.1",
-         "'eight' is not of type 'integer'"),
+        (
+            "name: x\nmodels: [{name: m}]\nprofile: {batch_sizes: [1, 'eight']}\n",
+            3,
+            "profile.batch_sizes.1",
+            "'eight' is not of type 'integer'",
+        ),
         ("name: x\nmodels:\n  - name: m\n    variant: fp32\n", 4, "models.0.variant", "unknown key"),
-        ("name: x\nmodels: [{name: m}]\nprofile:\n  limits: {minutes: 3}\n", 4, "profile.limits.minutes",
-         "unknown key; allowed here: memory_mb, seconds"),
-        ("name: x\nmodels: [{name: m}]\nlimits:\n  memory_mb: lots\n", 4, "limits.memory_mb",
-         "'lots' is not of type 'number'"),
-        ("name: x\nmodels: [{name: m}]\nquality: {limits: {seconds: 0}}\n", 3, "quality.limits.seconds",
-         "less than or equal to the minimum of 0"),
-        ("name: x\nmodels:\n  - name: m\n    variants: [fp32, fp64]\n", 4, "models.0.variants.1",
-         "'fp64' is not one of ['fp32', 'O1'"),
-        ("name: x\nmodels: [{name: m}]\nprofile: {seq_buckets: [enormous]}\n", 3, "profile.seq_buckets.0",
-         "'enormous' is not one of ['short', 'medium', 'long']"),
+        (
+            "name: x\nmodels: [{name: m}]\nprofile:\n  limits: {minutes: 3}\n",
+            4,
+            "profile.limits.minutes",
+            "unknown key; allowed here: memory_mb, seconds",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nlimits:\n  memory_mb: lots\n",
+            4,
+            "limits.memory_mb",
+            "'lots' is not of type 'number'",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nquality: {limits: {seconds: 0}}\n",
+            3,
+            "quality.limits.seconds",
+            "less than or equal to the minimum of 0",
+        ),
+        (
+            "name: x\nmodels:\n  - name: m\n    variants: [fp32, fp64]\n",
+            4,
+            "models.0.variants.1",
+            "'fp64' is not one of ['fp32', 'O1'",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nprofile: {seq_buckets: [enormous]}\n",
+            3,
+            "profile.seq_buckets.0",
+            "'enormous' is not one of ['short', 'medium', 'long']",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nprofile: {spinning: [sometimes]}\n",
+            3,
+            "profile.spinning.0",
+            "'sometimes' is not one of ['always', ",
+        ),
         ("name: ../../x\nmodels: [{name: m}]\n", 1, "name", "'../../x' does not match"),
         ("name: ..\nmodels: [{name: m}]\n", 1, "name", "'..' does not match"),
         ("name: x\n", 1, "(top level)", "'models' is a required property"),
         ("", 1, "(top level)", "None is not of type 'object'"),
-        ("name: x\nmodels:\n  - name: m\n  - name: n\n  - name: m\n", 5, "models.2.name",
-         "'m' is listed twice (first as models.0)"),
-        ("name: x\nmodels: [{name: m}]\nproviders: [CPU, Quantum]\n", 3, "providers.1",
-         "unknown execution provider 'Quantum'"),
-        ("name: x\nmodels: [{name: m}]\nquality:\n  tasks: [STSBenchmark]\n  providers: [CUDA]\n", 5,
-         "quality.providers.0", "'CUDA' is not among providers or optional_providers"),
-        ("name: x\nmodels: [{name: m}]\nprovider_options:\n  CoreML: {ModelFormat: MLProgram}\n", 4,
-         "provider_options.CoreML", "'CoreML' is not among providers"),
+        (
+            "name: x\nmodels:\n  - name: m\n  - name: n\n  - name: m\n",
+            5,
+            "models.2.name",
+            "'m' is listed twice (first as models.0)",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nproviders: [CPU, Quantum]\n",
+            3,
+            "providers.1",
+            "unknown execution provider 'Quantum'",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nquality:\n  tasks: [STSBenchmark]\n  providers: [CUDA]\n",
+            5,
+            "quality.providers.0",
+            "'CUDA' is not among providers or optional_providers",
+        ),
+        (
+            "name: x\nmodels: [{name: m}]\nprovider_options:\n  CoreML: {ModelFormat: MLProgram}\n",
+            4,
+            "provider_options.CoreML",
+            "'CoreML' is not among providers",
+        ),
     ],
 )
 def test_bad_sweep_files_name_the_file_line_and_key(tmp_path, text, line, key, message):
@@ -84,9 +136,20 @@ def test_sweep_files_that_are_not_yaml_mappings_name_the_file_and_line(tmp_path,
     assert str(caught.value).startswith(f"{path}:{line}: {message}")
 
 
+def test_every_grid_axis_is_a_profile_key_of_the_sweep_file(tmp_path):
+    profile = SWEEP_SCHEMA["properties"]["profile"]["properties"]
+    assert {axis.key for axis in AXES} <= set(profile)
+    config = load_config(_sweep_file(tmp_path, SWEEP + "profile:\n  spinning: [never, always]\n  samples: 5\n"))
+    (profile_run, *_) = [run for run in expand(config, ["CPU"]) if run.stage == "profile"]
+    assert (
+        profile_run.parameters["grid"] == {"spinning": ["never", "always"]} and profile_run.parameters["samples"] == 5
+    )
+
+
 def test_limits_come_from_the_file_sections_and_the_command_line(tmp_path):
-    config = load_config(_sweep_file(tmp_path, SWEEP + "limits: {memory_mb: 500}\n"
-                                     "profile: {batch_sizes: [1], limits: {seconds: 60}}\n"))
+    config = load_config(
+        _sweep_file(tmp_path, SWEEP + "limits: {memory_mb: 500}\nprofile: {batch_sizes: [1], limits: {seconds: 60}}\n")
+    )
     config["quality"]["limits"] = {"memory_mb": 900}
     by_stage = {run.stage: run for run in expand(config, ["CPU"])}
     assert by_stage["export"].limits == Limits(memory_mb=500)
@@ -104,8 +167,9 @@ def test_limits_come_from_the_file_sections_and_the_command_line(tmp_path):
 def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks):
     config = _sweep_file(tmp_path, SWEEP)
     summary = run_sweep(config, notebooks_dir=stand_in_notebooks, output_root=tmp_path / "results")
-    by_variant = {o.run_id.split("-tiny-")[1].split("-CPU")[0] if o.stage == "quality" else o.stage: o
-                  for o in summary.outcomes}
+    by_variant = {
+        o.run_id.split("-tiny-")[1].split("-CPU")[0] if o.stage == "quality" else o.stage: o for o in summary.outcomes
+    }
     assert summary.counts() == {"done": 2, "skipped": 0, "failed": 1}
     good, broken = by_variant["fp32"], by_variant["int8"]
     sweep_dir = Path(summary.directory)
@@ -126,7 +190,7 @@ def test_sweep_records_failures_goes_on_and_resumes(tmp_path, stand_in_notebooks
 
     again = run_sweep(config, notebooks_dir=stand_in_notebooks, output_root=tmp_path / "results")
     assert again.counts() == {"done": 0, "skipped": 2, "failed": 1}
-    assert run_complete(sweep_dir / good.run_id) and not run_complete(sweep_dir / broken.run_id)
+    assert check_run(sweep_dir / good.run_id)[0] and not check_run(sweep_dir / broken.run_id)[0]
     assert again.quarantined == []
 
 
@@ -135,4 +199,4 @@ def test_a_listed_record_that_no_longer_validates_makes_the_run_incomplete(tmp_p
     run_dir.mkdir()
     (run_dir / "r.record.json").write_text(json.dumps({"schema_version": 1, "kind": "score"}))
     (run_dir / RUN_FILE).write_text(json.dumps({"state": "done", "records": ["r.record.json"]}))
-    assert not run_complete(run_dir)
+    assert check_run(run_dir) == (False, [])

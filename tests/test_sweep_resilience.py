@@ -13,10 +13,11 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-
-from embedkit.results.records import QuarantineWarning, load_record_set, read_record
-from embedkit.runs.sweep import EXECUTED, NOTEBOOKS_DIR, PARTIAL, RUN_FILE, check_run, run_sweep
 from sweep_stand_ins import WRITE_SCORE_RECORD, stand_ins, sweep_file
+
+from embedkit.paths import project_file
+from embedkit.results.files import QuarantineWarning, load_record_set, read_record
+from embedkit.runs.sweep import EXECUTED, PARTIAL, RUN_FILE, check_run, run_sweep
 
 RESUMABLE = """
 name: resumable
@@ -31,9 +32,11 @@ profile:
 
 def _hold_while(hold: Path) -> str:
     """A cell that, for variant int8, says it has started (with its pid) and then waits while `hold` exists."""
-    return (f'if variant == "int8":\n    import os, time\n    from pathlib import Path\n'
-            f'    Path(out_dir, "started").write_text(str(os.getpid()))\n'
-            f'    while Path({str(hold)!r}).exists():\n        time.sleep(0.1)')
+    return (
+        f'if variant == "int8":\n    import os, time\n    from pathlib import Path\n'
+        f'    Path(out_dir, "started").write_text(str(os.getpid()))\n'
+        f"    while Path({str(hold)!r}).exists():\n        time.sleep(0.1)"
+    )
 
 
 def _sweep_command(config: Path, notebooks: Path) -> list[str]:
@@ -77,11 +80,19 @@ def test_a_sweep_killed_mid_run_resumes_redoing_only_what_is_unfinished_or_corru
     env = {**os.environ, "EMBEDKIT_RESULTS": str(tmp_path / "results")}
     sweep_dir = tmp_path / "results" / "resumable"
 
-    sweep = subprocess.Popen(_sweep_command(config, notebooks), env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sweep = subprocess.Popen(
+        _sweep_command(config, notebooks),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        started = _wait_for(lambda: next(sweep_dir.glob("profile-tiny-int8-*/started"), None) or sweep.poll(), 120,
-                            "the int8 profile run to start")
+        started = _wait_for(
+            lambda: next(sweep_dir.glob("profile-tiny-int8-*/started"), None) or sweep.poll(),
+            120,
+            "the int8 profile run to start",
+        )
         assert isinstance(started, Path), f"the sweep ended early: {sweep.stderr.read().decode()}"
     finally:
         os.killpg(sweep.pid, signal.SIGKILL)  # the sweep process and everything in its group
@@ -154,14 +165,17 @@ def test_runs_failing_on_a_bad_model_or_parameter_are_recorded_and_the_sweep_goe
     notebooks = stand_ins(tmp_path / "notebooks")
     for stage in ("01_export.ipynb", "03_quality.ipynb"):
         (notebooks / stage).unlink()
-        (notebooks / stage).symlink_to(NOTEBOOKS_DIR / stage)
-    config = sweep_file(tmp_path, "name: misconfigured\nmodels:\n  - name: no-such-model\n    variants: [fp32]\n"
-                                  "providers: [CPU]\nquality:\n  tasks: [NoSuchTask]\n")
+        (notebooks / stage).symlink_to(project_file("notebooks", stage))
+    config = sweep_file(
+        tmp_path,
+        "name: misconfigured\nmodels:\n  - name: no-such-model\n    variants: [fp32]\n"
+        "providers: [CPU]\nquality:\n  tasks: [NoSuchTask]\n",
+    )
     summary = run_sweep(config, notebooks_dir=notebooks, output_root=tmp_path / "results", workers=1)
     by_stage = {outcome.stage: outcome for outcome in summary.outcomes}
     # The export failed first; the quality run still ran, and failed on its own account.
     assert summary.counts() == {"done": 0, "skipped": 0, "failed": 2}
-    assert by_stage["export"].error["type"] == "KeyError"
+    assert by_stage["export"].error["type"] == "UnknownModelError"
     assert "unknown model 'no-such-model'" in by_stage["export"].error["message"]
     assert by_stage["quality"].error["type"] == "ParameterError"
     assert by_stage["quality"].error["message"].startswith("parameter 'tasks' = ['NoSuchTask']")

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def test_missing_and_truncated_tokenizer_files_name_the_file(tmp_path, tiny_chec
         Tokenizer.from_file(tmp_path / "tokenizer.json", 8)
     broken = tmp_path / "broken.json"
     broken.write_text((tiny_checkpoint / "tokenizer.json").read_text()[:500])
-    with pytest.raises(ModelFileError, match="broken.json"):
+    with pytest.raises(ModelFileError, match=re.escape("broken.json")):
         Tokenizer.from_file(broken, 8)
 
 
@@ -51,7 +52,7 @@ def test_max_seq_length_from_checkpoint(tmp_path, tiny_checkpoint):
     assert read_max_seq_length(tiny_checkpoint) == 24
     assert read_max_seq_length(tmp_path) is None
     (tmp_path / "sentence_bert_config.json").write_text("{not json")
-    with pytest.raises(ModelFileError, match="sentence_bert_config.json"):
+    with pytest.raises(ModelFileError, match=re.escape("sentence_bert_config.json")):
         read_max_seq_length(tmp_path)
     (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": "long"}')
     with pytest.raises(ModelFileError, match=r"sentence_bert_config.json: max_seq_length is 'long'"):

@@ -1,17 +1,17 @@
 """The decision card: GO / TRY ALTERNATIVE / FALLBACK per machine, model, variant and provider.
 
-Generalizes the seed plan's decision framework (shared/seed/original-plan.md):
+A P95 latency budget in tiers (upper bounds; defaults in embedkit.defaults):
 
-    P95 < 15 ms  excellent   → GO
-    P95 < 20 ms  target met  → GO
-    P95 < 30 ms  acceptable  → TRY ALTERNATIVE (debug, or try another model/variant/provider),
-                               unless quality is excellent: "accept and document the limitation" → GO
-    P95 ≥ 30 ms  over budget → FALLBACK
-    quality below the floor  → TRY ALTERNATIVE ("if quality insufficient: try E5 / BGE")
+    P95 < excellent_ms   excellent   → GO
+    P95 < target_ms      target met  → GO
+    P95 < acceptable_ms  acceptable  → TRY ALTERNATIVE (debug, or try another model/variant/provider),
+                                       unless quality is excellent: accept and document the limitation → GO
+    P95 ≥ acceptable_ms  over budget → FALLBACK
+    quality below the floor          → TRY ALTERNATIVE (try another model)
 
-The latency is the P95 of one profile grid point (by default a single short text, as the seed
-measured); the quality is the mean MTEB main score of a score record for the same model and
-variant. Thresholds and the reference point are a `DecisionPolicy`.
+The latency is the P95 of one profile grid point (by default a single short text); the quality is
+the mean MTEB main score of a score record for the same model and variant. Thresholds and the
+reference point are a `DecisionPolicy`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from enum import Enum
 from typing import Any
 
 import pandas as pd
+
+from embedkit import defaults
+from embedkit.analysis.profiles import profile_rows
+from embedkit.errors import UsageError
+from embedkit.pipeline.providers import short_name
+from embedkit.results.scores import mean_score, score_rows, scored_tasks
 
 
 class Verdict(str, Enum):
@@ -35,28 +41,28 @@ class Verdict(str, Enum):
 class DecisionPolicy:
     """Latency budget (ms, upper bounds of each tier), quality bars, and the reference grid point."""
 
-    excellent_ms: float = 15.0
-    target_ms: float = 20.0
-    acceptable_ms: float = 30.0
+    excellent_ms: float = defaults.EXCELLENT_MS
+    target_ms: float = defaults.TARGET_MS
+    acceptable_ms: float = defaults.ACCEPTABLE_MS
     # Mean MTEB main score (0-1) a model must reach; None: quality is not judged.
     quality_floor: float | None = None
     # Mean score at which an "acceptable" latency is accepted anyway; None: never.
     quality_excellent: float | None = None
     # Tasks averaged into the quality; None: every task of the chosen score record.
     quality_tasks: tuple[str, ...] | None = None
-    batch_size: int = 1
-    seq_bucket: str = "short"
+    batch_size: int = defaults.DECISION_BATCH_SIZE
+    seq_bucket: str = defaults.DECISION_SEQ_BUCKET
     stage: str = "total"
 
     def __post_init__(self) -> None:
         if not 0 < self.excellent_ms <= self.target_ms <= self.acceptable_ms:
-            raise ValueError(
+            raise UsageError(
                 "latency thresholds must satisfy 0 < excellent <= target <= acceptable, got "
                 f"{self.excellent_ms}, {self.target_ms}, {self.acceptable_ms}"
             )
         floor, excellent = self.quality_floor, self.quality_excellent
         if floor is not None and excellent is not None and excellent < floor:
-            raise ValueError(f"quality_excellent {excellent} is below quality_floor {floor}")
+            raise UsageError(f"quality_excellent {excellent} is below quality_floor {floor}")
 
     def tier(self, p95_ms: float) -> str:
         if p95_ms < self.excellent_ms:
@@ -102,14 +108,6 @@ class _Quality:
     provider: str  # where it was scored: not always the profile's provider (see `_quality`)
 
 
-def _score_tasks(row: pd.Series) -> list[str]:
-    return [
-        column.removeprefix("scores.")
-        for column, value in row.items()
-        if column.startswith("scores.") and pd.notna(value)
-    ]
-
-
 def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) -> _Quality | None:
     """Mean main score from the best-matching score record for this model and variant.
 
@@ -121,7 +119,7 @@ def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) 
         return None
     rows = [row for _, row in candidates.iterrows()]
     if policy.quality_tasks is not None:
-        rows = [row for row in rows if set(policy.quality_tasks) <= set(_score_tasks(row))]
+        rows = [row for row in rows if set(policy.quality_tasks) <= set(scored_tasks(row))]
     if not rows:
         return None
     rows.sort(
@@ -133,10 +131,15 @@ def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) 
         reverse=True,
     )
     best = rows[0]
-    tasks = tuple(policy.quality_tasks) if policy.quality_tasks is not None else tuple(sorted(_score_tasks(best)))
-    value = float(sum(best[f"scores.{task}"] for task in tasks) / len(tasks))
-    return _Quality(value=value, forced=bool(best["forced"]), record_id=str(best["record_id"]), tasks=tasks,
-                    provider=str(best["provider"]))
+    tasks = tuple(policy.quality_tasks) if policy.quality_tasks is not None else tuple(sorted(scored_tasks(best)))
+    value = mean_score(best, tasks)
+    return _Quality(
+        value=value,
+        forced=bool(best["forced"]),
+        record_id=str(best["record_id"]),
+        tasks=tasks,
+        provider=str(best["provider"]),
+    )
 
 
 def _reference_profile(group: pd.DataFrame, policy: DecisionPolicy) -> pd.Series | None:
@@ -144,7 +147,8 @@ def _reference_profile(group: pd.DataFrame, policy: DecisionPolicy) -> pd.Series
     at_point = group[(group["grid.batch_size"] == policy.batch_size) & (group["grid.seq_bucket"] == policy.seq_bucket)]
     if at_point.empty:
         return None
-    return at_point.loc[at_point[f"stages.{policy.stage}.p95"].idxmin()]
+    # A stable sort keeps the first of equal P95s, as idxmin would.
+    return at_point.sort_values(f"stages.{policy.stage}.p95", kind="stable").iloc[0]
 
 
 def _latency_phrase(p95: float, ci: tuple[float, float], tier: str, policy: DecisionPolicy) -> str:
@@ -190,11 +194,15 @@ def _decide(
     below_floor = False
     quality_excellent = False
     if quality is not None:
-        row.update(quality=quality.value, quality_provider=quality.provider, forced=quality.forced,
-                   score_record_id=quality.record_id)
+        row.update(
+            quality=quality.value,
+            quality_provider=quality.provider,
+            forced=quality.forced,
+            score_record_id=quality.record_id,
+        )
         forced_note = " (forced past a failed parity gate)" if quality.forced else ""
         scored_elsewhere = quality.provider != key["provider"]
-        where_note = f" (scored on {quality.provider.removesuffix('ExecutionProvider')})" if scored_elsewhere else ""
+        where_note = f" (scored on {short_name(quality.provider)})" if scored_elsewhere else ""
         phrase = f"quality {quality.value:.4f} over {len(quality.tasks)} task(s){where_note}{forced_note}"
         if policy.quality_floor is not None:
             below_floor = quality.value < policy.quality_floor
@@ -223,17 +231,17 @@ def _decide(
 def decision_card(frame: pd.DataFrame, policy: DecisionPolicy | None = None) -> pd.DataFrame:
     """One row per (machine, model, variant, provider) with profile records in `frame`.
 
-    `frame` is `records.load_frame(...)` / `records.records_frame(...)` output; score records in
+    `frame` is `tables.load_frame(...)` / `tables.records_frame(...)` output; score records in
     it supply the quality. Rows never mix machines: each verdict rests on one machine's latency.
     """
     policy = policy or DecisionPolicy()
     if frame.empty or "kind" not in frame:
         return pd.DataFrame(columns=CARD_COLUMNS)
-    profiles = frame[frame["kind"] == "profile"]
-    scores = frame[frame["kind"] == "score"]
+    profiles = profile_rows(frame)
+    scores = score_rows(frame)
     rows = []
     for values, group in profiles.groupby(GROUP, sort=True):
-        key = dict(zip(GROUP, values))
+        key = dict(zip(GROUP, values, strict=True))
         quality = _quality(scores, key, policy) if not scores.empty else None
         rows.append(_decide(key, _reference_profile(group, policy), quality, policy))
     return pd.DataFrame(rows, columns=CARD_COLUMNS)

@@ -1,22 +1,24 @@
-"""Latency statistics you can trust: percentiles with bootstrap confidence intervals.
+"""Statistics you can trust: latency percentiles with bootstrap confidence intervals, and intervals
+for comparing mean scores over tasks.
 
-All outputs are in milliseconds; callers pass samples already in milliseconds.
+Latency outputs are in milliseconds; callers pass samples already in milliseconds.
 
 The bootstrap treats samples as independent draws. Timing series are mildly autocorrelated
-(frequency scaling, cache state), so the profiler warms up until stable before sampling, and
-claims that one configuration beats another go through `ratio_with_ci(..., paired=True)` on
-interleaved runs, where slow drift hits both sides of each pair alike.
+(frequency scaling, cache state), so the profiler warms up until stable before sampling
+(embedkit.latency.sampling), and claims that one configuration beats another go through
+`ratio_with_ci(..., paired=True)` on interleaved runs, where slow drift hits both sides of each
+pair alike.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 CONFIDENCE = 0.95
@@ -35,11 +37,6 @@ NOISY_JUDGED_PERCENTILES: tuple[int, ...] = (50, 95)
 # Bootstrap resamples are drawn in chunks of at most this many elements, so that 2000 resamples
 # of a 20 000-sample run (10 s of sub-millisecond calls) do not need gigabytes at once.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22
-
-WARMUP_WINDOW = 20
-WARMUP_TOLERANCE = 0.02
-WARMUP_MAX_RUNS = 1000
-WARMUP_MAX_SECONDS = 30.0
 
 Statistic = Literal["median", "mean"]
 
@@ -92,22 +89,6 @@ class RatioEstimate:
             "n_b": self.n_b,
             "significant": self.significant,
         }
-
-
-@dataclass(frozen=True)
-class WarmUp:
-    """Outcome of warming up: every timing taken, and whether the median settled."""
-
-    samples_ms: np.ndarray
-    stable: bool
-    last_relative_change: float | None
-
-    @property
-    def runs(self) -> int:
-        return int(self.samples_ms.size)
-
-    def to_record(self) -> dict[str, object]:
-        return {"runs": self.runs, "stable": self.stable, "last_relative_change": self.last_relative_change}
 
 
 def as_samples(samples: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -172,11 +153,10 @@ def summarize(
     values = as_samples(samples_ms)
     points = np.percentile(values, PERCENTILES)
     cis = bootstrap_percentile_cis(values, PERCENTILES, resamples=resamples, seed=seed, confidence=confidence)
-    percentiles = {q: float(p) for q, p in zip(PERCENTILES, points)}
-    percentile_cis = {q: (float(lo), float(hi)) for q, (lo, hi) in zip(PERCENTILES, cis)}
+    percentiles = {q: float(p) for q, p in zip(PERCENTILES, points, strict=True)}
+    percentile_cis = {q: (float(lo), float(hi)) for q, (lo, hi) in zip(PERCENTILES, cis, strict=True)}
     noisy = any(
-        relative_ci_width(percentiles[q], percentile_cis[q]) > NOISY_RELATIVE_CI_WIDTH
-        for q in NOISY_JUDGED_PERCENTILES
+        relative_ci_width(percentiles[q], percentile_cis[q]) > NOISY_RELATIVE_CI_WIDTH for q in NOISY_JUDGED_PERCENTILES
     )
     return LatencyStats(
         n=int(values.size),
@@ -231,32 +211,30 @@ def ratio_with_ci(
     )
 
 
-def warm_up_until_stable(
-    run_once_ms: Callable[[], float],
+def between_point_intervals(
+    task_scores: pd.DataFrame,
     *,
-    window: int = WARMUP_WINDOW,
-    tolerance: float = WARMUP_TOLERANCE,
-    max_runs: int = WARMUP_MAX_RUNS,
-    max_seconds: float = WARMUP_MAX_SECONDS,
-) -> WarmUp:
-    """Call `run_once_ms` (returns one call's latency in ms) until the median settles.
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """95 % bootstrap CI of each row's mean score over tasks, for comparing rows with each other.
 
-    Settled: the median of the last `window` timings differs from the median of the `window`
-    before it by less than `tolerance`, relative to the larger of the two. Stops unsettled after `max_runs` calls or
-    `max_seconds`, whichever comes first; the result says so rather than pretending.
+    `task_scores`: one row per score record, one column per task. Tasks differ far more from each
+    other (SciFact vs STS) than variants of one model differ on a task, and every point averages
+    the same tasks; a plain CI over tasks would show that shared spread and hide consistent
+    differences. So the task effect is removed first (each task's mean over rows subtracted, the
+    grand mean added back), with Morey's sqrt(M / (M - 1)) correction for M rows, and the tasks are
+    then resampled with replacement. The rows' means are unchanged; with one row the CI has zero
+    width (nothing to compare). Columns: low, high.
     """
-    if window < 1 or max_runs < 2 * window:
-        raise ValueError(f"need window >= 1 and max_runs >= 2 * window, got {window=} {max_runs=}")
-    timings: list[float] = []
-    last_change: float | None = None
-    deadline = time.perf_counter() + max_seconds
-    while len(timings) < max_runs and time.perf_counter() < deadline:
-        timings.append(float(run_once_ms()))
-        if len(timings) >= 2 * window:
-            previous = float(np.median(timings[-2 * window : -window]))
-            latest = float(np.median(timings[-window:]))
-            largest = max(previous, latest)
-            last_change = abs(latest - previous) / largest if largest > 0 else 0.0
-            if last_change < tolerance:
-                return WarmUp(np.asarray(timings), stable=True, last_relative_change=last_change)
-    return WarmUp(np.asarray(timings), stable=False, last_relative_change=last_change)
+    values = task_scores.to_numpy(dtype=float)
+    n_rows, n_tasks = values.shape
+    normalized = values - values.mean(axis=0) + values.mean()
+    row_means = normalized.mean(axis=1, keepdims=True)
+    correction = math.sqrt(n_rows / (n_rows - 1)) if n_rows > 1 else 0.0
+    adjusted = row_means + (normalized - row_means) * correction
+    picks = np.random.default_rng(seed).integers(0, n_tasks, size=(resamples, n_tasks))
+    replicates = adjusted[:, picks].mean(axis=2)
+    low, high = _interval(replicates, confidence).T
+    return pd.DataFrame({"low": low, "high": high}, index=task_scores.index)

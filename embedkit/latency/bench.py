@@ -14,30 +14,30 @@ session many times; each after a warm-up of the same, so what it reports is grow
 
 from __future__ import annotations
 
-import gc
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
-import psutil
 from tqdm import tqdm
 
-from embedkit.quality.mirror import sample_sentences
-from embedkit.pipeline.embedder import Embedder
-from embedkit.models.loading import load
-from embedkit.latency.profiler import measure_timing_overhead
+from embedkit import defaults
 from embedkit.analysis.stats import ratio_with_ci
+from embedkit.errors import UsageError
+from embedkit.latency.sampling import StopRule, measure_timing_overhead, sample_until
+from embedkit.models.loading import load
+from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.session import OrtSession, SessionConfig
+from embedkit.quality.mirror import sts_sentences
+from embedkit.system import rss_mb
 
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]
 WARMUP_CALLS = 30
 BLOCK_CALLS = 25  # single-text calls a contender makes in a row within a round
 BLOCK_WARMUP = 5  # of which the first are not kept: cold caches, the previous runtime's workers still spinning
-BATCH_SIZE = 32
 THROUGHPUT_ROUNDS = 3
-LEAK_CALLS = 10_000
 LEAK_SESSION_CYCLES = 200
 LEAK_WARMUP_SESSION_CYCLES = 10
 # Batch sizes of the leak check's calls, drawn with probability 1/size: mostly single texts, as an
@@ -67,35 +67,41 @@ def _contenders(model: str, variants: list[str], sentence: str) -> tuple[list[Co
     reference = reference_model(base.spec)
     contenders = [Contender(f"{RAW} ({variants[0]})", lambda _texts: base.session.run(raw_feeds))]
     contenders += [Contender(f"embedkit {v}", e.embed) for v, e in embedders.items()]
-    contenders.append(Contender(ST, lambda texts: reference.encode(
-        texts, batch_size=BATCH_SIZE, convert_to_numpy=True)))
+    contenders.append(
+        Contender(ST, lambda texts: reference.encode(texts, batch_size=defaults.BATCH_SIZE, convert_to_numpy=True))
+    )
     return contenders, base
 
 
 def _single_text_latency(contenders: list[Contender], sentence: str, calls: int) -> dict[str, np.ndarray]:
     """At least `calls` kept samples per contender; sample i of every contender comes from one round."""
-    kept_per_block = BLOCK_CALLS - BLOCK_WARMUP
-    rounds = -(-calls // kept_per_block)
     samples: dict[str, list[float]] = {c.name: [] for c in contenders}
     for _ in range(WARMUP_CALLS):
         for contender in contenders:
             contender.call([sentence])
-    for _ in tqdm(range(rounds), desc="single text", leave=False):
-        for contender in contenders:
-            for call in range(BLOCK_CALLS):
-                start = time.perf_counter()
-                contender.call([sentence])
-                if call >= BLOCK_WARMUP:
-                    samples[contender.name].append(time.perf_counter() - start)
+    kept_per_round = BLOCK_CALLS - BLOCK_WARMUP
+    with tqdm(total=-(-calls // kept_per_round), desc="single text", unit="round", leave=False) as bar:
+
+        def one_round() -> int:
+            for contender in contenders:
+                for call in range(BLOCK_CALLS):
+                    start = time.perf_counter()
+                    contender.call([sentence])
+                    if call >= BLOCK_WARMUP:
+                        samples[contender.name].append(time.perf_counter() - start)
+            bar.update()
+            return len(samples[contenders[0].name])
+
+        sample_until(StopRule(min_samples=calls, min_seconds=0.0), one_round)
     return {name: np.array(values) for name, values in samples.items()}
 
 
 def _batch_throughput(contenders: list[Contender], texts: list[str]) -> dict[str, float]:
-    # embed() and encode() both sort by length and batch by BATCH_SIZE themselves. The raw contender
+    # embed() and encode() both sort by length and batch by defaults.BATCH_SIZE themselves. The raw contender
     # replays one pre-tokenised text, so it has no batch figure.
     batchers = [c for c in contenders if not c.name.startswith("raw")]
     elapsed = {c.name: 0.0 for c in batchers}
-    for _ in tqdm(range(THROUGHPUT_ROUNDS), desc="batch-32 throughput", leave=False):
+    for _ in tqdm(range(THROUGHPUT_ROUNDS), desc=f"batch-{defaults.BATCH_SIZE} throughput", leave=False):
         for contender in batchers:
             start = time.perf_counter()
             contender.call(texts)
@@ -116,13 +122,12 @@ class RssGrowth:
         return self.after_mb - self.before_mb
 
     def to_record(self) -> dict[str, float]:
-        return {"repeats": self.repeats, "rss_before_mb": self.before_mb, "rss_after_mb": self.after_mb,
-                "growth_mb": self.growth_mb}
-
-
-def rss_mb() -> float:
-    gc.collect()  # unreachable cycles go first: only memory something still holds counts
-    return psutil.Process().memory_info().rss / 2**20
+        return {
+            "repeats": self.repeats,
+            "rss_before_mb": self.before_mb,
+            "rss_after_mb": self.after_mb,
+            "growth_mb": self.growth_mb,
+        }
 
 
 def _rss_growth(step: Callable[[int], Any], repeats: int, warmup: int, desc: str) -> RssGrowth:
@@ -145,12 +150,14 @@ def mixed_batches(texts: list[str], n_calls: int, seed: int) -> list[list[str]]:
 
 def rss_over_embed_calls(embedder: Embedder, batches: list[list[str]]) -> RssGrowth:
     # The warm-up tenth meets every batch size, so ORT's arena has grown to the shapes the rest repeat.
-    return _rss_growth(lambda i: embedder.embed(batches[i]), len(batches), len(batches) // 10,
-                       "leak check: embed calls")
+    return _rss_growth(
+        lambda i: embedder.embed(batches[i]), len(batches), len(batches) // 10, "leak check: embed calls"
+    )
 
 
-def rss_over_session_cycles(model_path: Path, config: SessionConfig, feeds: Mapping[str, np.ndarray],
-                            cycles: int) -> RssGrowth:
+def rss_over_session_cycles(
+    model_path: Path, config: SessionConfig, feeds: Mapping[str, np.ndarray], cycles: int
+) -> RssGrowth:
     def cycle(_: int) -> None:
         with OrtSession(model_path, config) as session:
             session.run(feeds)
@@ -165,12 +172,13 @@ def leak_check(embedder: Embedder, texts: list[str], n_calls: int, seed: int) ->
     return {
         "variant": embedder.variant.name,
         "embed_calls": rss_over_embed_calls(embedder, mixed_batches(texts, n_calls, seed)).to_record(),
-        "session_cycles": rss_over_session_cycles(session.model_path, session.config, feeds,
-                                                  LEAK_SESSION_CYCLES).to_record(),
+        "session_cycles": rss_over_session_cycles(
+            session.model_path, session.config, feeds, LEAK_SESSION_CYCLES
+        ).to_record(),
     }
 
 
-# The core issue's goals for all-MiniLM-L6-v2 (goals, not measurements): (direction, bound) per ratio.
+# The goals set for all-MiniLM-L6-v2 (goals, not measurements): (direction, bound) per ratio.
 TARGETS: dict[str, tuple[str, float]] = {
     "pipeline_overhead": ("<=", 0.05),
     "single_speedup_vs_st[fp32]": (">=", 3.5),
@@ -189,17 +197,21 @@ def _ratio_entry(name: str, value: float, ci: tuple[float, float] | None) -> dic
     return entry
 
 
-def bench_ratios(latency: Mapping[str, np.ndarray], throughput: Mapping[str, float],
-                 variants: list[str]) -> dict[str, dict[str, Any]]:
-    """The figures the issue asks for, each with its target where it has one.
+def bench_ratios(
+    latency: Mapping[str, np.ndarray], throughput: Mapping[str, float], variants: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The figures the benchmark reports, each with its target where it has one.
 
     Single-text ratios compare medians with a paired bootstrap CI: every round timed each contender
     once, so a round's shared drift cancels. Batch throughput is one total per contender (no CI).
     """
     raw = next(name for name in latency if name.startswith(RAW))
     overhead = ratio_with_ci(latency[f"embedkit {variants[0]}"], latency[raw], paired=True)
-    ratios = {"pipeline_overhead": _ratio_entry(
-        "pipeline_overhead", overhead.ratio - 1.0, (overhead.ci[0] - 1.0, overhead.ci[1] - 1.0))}
+    ratios = {
+        "pipeline_overhead": _ratio_entry(
+            "pipeline_overhead", overhead.ratio - 1.0, (overhead.ci[0] - 1.0, overhead.ci[1] - 1.0)
+        )
+    }
     for variant in variants:
         speedup = ratio_with_ci(latency[ST], latency[f"embedkit {variant}"], paired=True)
         name = f"single_speedup_vs_st[{variant}]"
@@ -209,18 +221,33 @@ def bench_ratios(latency: Mapping[str, np.ndarray], throughput: Mapping[str, flo
     return ratios
 
 
-def run_bench(model: str, variants: list[str], single_calls: int = 300, n_sentences: int = 1000,
-              seed: int = 0, leak_calls: int = LEAK_CALLS) -> dict[str, Any]:
-    texts = sample_sentences(n_sentences, seed)
+def run_bench(
+    model: str,
+    variants: list[str],
+    single_calls: int = defaults.BENCH_SINGLE_CALLS,
+    n_sentences: int = defaults.BENCH_SENTENCES,
+    seed: int = 0,
+    leak_calls: int = defaults.BENCH_LEAK_CALLS,
+) -> dict[str, Any]:
+    sentences = sts_sentences(seed)
+    if not 0 <= n_sentences <= len(sentences):
+        raise UsageError(f"can sample 0..{len(sentences)} distinct sentences, not {n_sentences}")
+    texts = sentences[:n_sentences]
     sentence_candidates = texts[:200]
     probe = load(model, variants[0])
     sentence = _single_sentence(probe, sentence_candidates)
     contenders, base = _contenders(model, variants, sentence)
     latency = _single_text_latency(contenders, sentence, single_calls)
     throughput = _batch_throughput(contenders, texts)
-    stats = {name: {"p50_ms": float(np.percentile(s, 50) * 1e3), "p95_ms": float(np.percentile(s, 95) * 1e3),
-                    "n": int(s.size)} for name, s in latency.items()}
-    # The profiler's per-stage timer against no timer, paired on one session: the issue's < 2 % bar.
+    stats = {
+        name: {
+            "p50_ms": float(np.percentile(s, 50) * 1e3),
+            "p95_ms": float(np.percentile(s, 95) * 1e3),
+            "n": int(s.size),
+        }
+        for name, s in latency.items()
+    }
+    # The profiler's per-stage timer against no timer, paired on one session: its overhead must stay under 2 %.
     timing = measure_timing_overhead(base, [sentence], min_pairs=single_calls)
     return {
         "model": model,

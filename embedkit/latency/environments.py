@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedkit.errors import ProviderUnavailableError
-from embedkit.paths import PROJECT_ROOT
+from embedkit.paths import project_dir
 
 # Extra interpreters to consider, os.pathsep-separated (e.g. a conda env with onnxruntime-gpu).
 PYTHONS_ENV = "EMBEDKIT_PYTHONS"
@@ -48,8 +48,9 @@ class Environment:
 
 
 def candidate_interpreters() -> list[Path]:
-    """This interpreter, then the project's accelerator venvs, then $EMBEDKIT_PYTHONS."""
-    venvs = sorted(PROJECT_ROOT.glob(f"{VENV_GLOB}/bin/python"))
+    """This interpreter, then the project's accelerator venvs (none outside a project), then $EMBEDKIT_PYTHONS."""
+    project = project_dir()
+    venvs = sorted(project.glob(f"{VENV_GLOB}/bin/python")) if project is not None else []
     extra = [Path(p) for p in os.environ.get(PYTHONS_ENV, "").split(os.pathsep) if p]
     return _distinct([Path(sys.executable), *venvs, *extra])
 

@@ -9,26 +9,16 @@ in its own process. Points travel to that process as JSON, so everything here is
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from embedkit.analysis import stats
 from embedkit import defaults
-from embedkit.pipeline.providers import build_provider_options, resolve_provider, short_name
-from embedkit.pipeline.session import check_spinning
+from embedkit.errors import UsageError
 from embedkit.latency.workload import SEQ_BUCKETS
+from embedkit.pipeline.providers import build_provider_options, resolve_provider, short_name
+from embedkit.pipeline.session import SPINNING_MODES, check_spinning
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_BATCH_SIZES = (1, 8, 32)
-DEFAULT_SEQ_BUCKETS = tuple(SEQ_BUCKETS)
-# A fixed thread count makes machines comparable and leaves cores to the OS; None is ORT's default
-# (one thread per physical core).
-DEFAULT_THREADS: tuple[int | None, ...] = (2,)
-MIN_SAMPLES = 300
-MIN_SECONDS = 10.0
-COREML_MODEL_FORMATS = ("MLProgram", "NeuralNetwork")
-COREML_COMPUTE_UNITS = ("ALL", "CPUAndNeuralEngine", "CPUAndGPU", "CPUOnly")
 # The OpenVINO EP keeps its own thread pool: the point's thread count goes to it through this option.
 OPENVINO_THREADS_OPTION = "num_of_threads"
 
@@ -51,33 +41,21 @@ class ProviderConfig:
         return dict(self.options)
 
     def label(self) -> str:
-        short = self.name.removesuffix("ExecutionProvider")
+        short = short_name(self.name)
         return short + (f"[{','.join(f'{k}={v}' for k, v in self.options)}]" if self.options else "")
-
-
-def coreml_providers(
-    model_formats: Iterable[str] = COREML_MODEL_FORMATS,
-    compute_units: Iterable[str] = COREML_COMPUTE_UNITS,
-    **common: str,
-) -> tuple[ProviderConfig, ...]:
-    """The CoreML EP under every ModelFormat × MLComputeUnits, plus `common` options (e.g. ModelCacheDirectory)."""
-    return tuple(
-        ProviderConfig.of("CoreML", {"ModelFormat": fmt, "MLComputeUnits": units, **common})
-        for fmt, units in itertools.product(model_formats, compute_units)
-    )
 
 
 @dataclass(frozen=True)
 class Backend:
     model: str  # spec name, local directory or hub id
     variant: str
-    provider: ProviderConfig = field(default_factory=lambda: ProviderConfig.of("CPU"))
+    provider: ProviderConfig = field(default_factory=lambda: ProviderConfig.of(defaults.DEFAULT_PROVIDER))
     intra_op_threads: int | None = None
     spinning: str = defaults.SPINNING  # one of SPINNING_MODES
 
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
-            raise ValueError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
+            raise UsageError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
         check_spinning(self.spinning)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +64,8 @@ class Backend:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Backend:
         provider = ProviderConfig.of(data["provider"]["name"], dict(data["provider"]["options"]))
-        return cls(data["model"], data["variant"], provider, data["intra_op_threads"], data["spinning"])
+        axes = {axis.field: data[axis.field] for axis in BACKEND_AXES}
+        return cls(data["model"], data["variant"], provider, **axes)
 
     def session_options(self) -> dict[str, str]:
         """Provider options as the session gets them: the thread count reaches OpenVINO's own pool."""
@@ -105,28 +84,103 @@ class Backend:
 class Scenario:
     batch_size: int
     seq_bucket: str
-    min_samples: int = MIN_SAMPLES
-    min_seconds: float = MIN_SECONDS
+    min_samples: int = defaults.MIN_SAMPLES
+    min_seconds: float = defaults.MIN_SECONDS
     # A cap for heavy points (e.g. batch 32 at max_seq_length on a small CPU): sampling stops there
     # even short of min_samples, and the record's n and `stopped_by` say so. None: no cap.
     max_seconds: float | None = None
-    warmup_window: int = stats.WARMUP_WINDOW
-    warmup_max_seconds: float = stats.WARMUP_MAX_SECONDS
+    warmup_window: int = defaults.WARMUP_WINDOW
+    warmup_max_seconds: float = defaults.WARMUP_MAX_SECONDS
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.seq_bucket not in SEQ_BUCKETS:
-            raise ValueError(f"unknown sequence bucket {self.seq_bucket!r}; expected one of {tuple(SEQ_BUCKETS)}")
+            raise UsageError(f"unknown sequence bucket {self.seq_bucket!r}; expected one of {tuple(SEQ_BUCKETS)}")
         if self.min_samples < 2:
-            raise ValueError(f"min_samples must be at least 2 (a spread needs two), got {self.min_samples}")
+            raise UsageError(f"min_samples must be at least 2 (a spread needs two), got {self.min_samples}")
         if self.min_seconds < 0 or self.warmup_max_seconds < 0:
-            raise ValueError("durations must be non-negative")
+            raise UsageError("durations must be non-negative")
         if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive or None, got {self.max_seconds}")
+            raise UsageError(f"max_seconds must be positive or None, got {self.max_seconds}")
 
     def label(self) -> str:
         return f"batch={self.batch_size} seq={self.seq_bucket}"
+
+
+# --- the axes a grid varies -------------------------------------------------------------------------
+
+
+def _threads_from_text(text: str) -> int | None:
+    # 0 asks for ONNX Runtime's default (one thread per physical core), as ORT itself reads 0.
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"a thread count is 0 (ONNX Runtime's default) or more, got {value}")
+    return value or None
+
+
+def _threads_as_text(value: int | None) -> str:
+    return "0" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the profile grid: a Backend or Scenario field that a grid takes several values of.
+
+    This table is the one place an axis is declared. The CLI (`embedkit profile FLAG …`), the sweep
+    schema (`profile.<key>`), notebooks/02_profile.ipynb's `grid` parameter, every profile record
+    (`grid.<field>`) and the report's re-run command all read it: a new axis is a new field on
+    Backend or Scenario plus one entry here.
+    """
+
+    field: str  # the Backend/Scenario field, and the key in a profile record's `grid` section
+    key: str  # the Grid field, the sweep file's `profile` key and the key of notebook 02's `grid` parameter
+    flag: str  # the repeatable option of `embedkit profile` (and of the report's re-run commands)
+    owner: type  # Backend or Scenario
+    default: tuple[Any, ...]
+    parse: Callable[[str], Any]  # one command-line value -> the field's value
+    as_text: Callable[[Any], str]  # one field value -> its command-line text
+    value_schema: dict[str, Any]  # JSON Schema of one value in a sweep file
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def check(self, values: Iterable[Any]) -> tuple[Any, ...]:
+        """`values` as this axis takes them: at least one, none twice."""
+        chosen = tuple(values)
+        if not chosen:
+            raise UsageError(f"{self.key}: give at least one value")
+        if len(set(chosen)) != len(chosen):
+            raise UsageError(f"{self.key}: a value is given twice in {list(chosen)}")
+        return chosen
+
+
+AXES: tuple[Axis, ...] = (
+    Axis("batch_size", "batch_sizes", "--batch", Scenario, defaults.PROFILE_BATCH_SIZES, int, str,
+         {"type": "integer", "minimum": 1}, "batch size"),
+    Axis("seq_bucket", "seq_buckets", "--seq", Scenario, defaults.PROFILE_SEQ_BUCKETS, str, str,
+         {"enum": list(SEQ_BUCKETS)}, "sequence bucket: short ~16 tokens, medium ~64, long = max_seq_length",
+         choices=tuple(SEQ_BUCKETS)),
+    Axis("intra_op_threads", "threads", "--threads", Backend, defaults.PROFILE_THREADS, _threads_from_text,
+         _threads_as_text, {"type": "integer", "minimum": 1}, "intra-op threads (0: ONNX Runtime's default)"),
+    Axis("spinning", "spinning", "--spinning", Backend, (defaults.SPINNING,), str, str,
+         {"enum": list(SPINNING_MODES)},
+         "how ORT's idle workers wait: always is ORT's default, in-run stops when a run returns, never blocks at once",
+         choices=SPINNING_MODES),
+)  # fmt: skip
+BACKEND_AXES = tuple(axis for axis in AXES if axis.owner is Backend)
+SCENARIO_AXES = tuple(axis for axis in AXES if axis.owner is Scenario)
+
+
+def axis_values(given: Mapping[str, Iterable[Any] | None]) -> dict[str, tuple[Any, ...]]:
+    """Every axis's values by key: those `given` (None or absent: the axis's default), checked."""
+    unknown = sorted(set(given) - {axis.key for axis in AXES})
+    if unknown:
+        raise UsageError(f"unknown grid axis {unknown}; the axes are {[axis.key for axis in AXES]}")
+    values = {}
+    for axis in AXES:
+        chosen = given.get(axis.key)
+        values[axis.key] = axis.check(axis.default if chosen is None else chosen)
+    return values
 
 
 @dataclass(frozen=True)
@@ -140,6 +194,12 @@ class GridPoint:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def axes(self) -> dict[str, Any]:
+        """This point's value on every axis, by field: what its record's `grid` section says of them."""
+        return {
+            axis.field: getattr(self.backend if axis.owner is Backend else self.scenario, axis.field) for axis in AXES
+        }
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GridPoint:
         return cls(Backend.from_dict(data["backend"]), Scenario(**data["scenario"]))
@@ -152,19 +212,31 @@ def model_variants(models: Iterable[str], variants: Iterable[str]) -> tuple[tupl
 
 @dataclass(frozen=True)
 class Grid:
-    """(model, variant) × provider (+ options) × batch size × sequence bucket × intra-op threads × spinning.
+    """(model, variant) × provider (+ options) × every axis in AXES (batch size, sequence bucket, intra-op
+    threads, spinning).
 
     Models and variants come as pairs because not every model has every variant (an ONNX-only
     source ships one); `model_variants(...)` builds the full product where it exists.
     """
 
-    models: tuple[tuple[str, str], ...] = ((DEFAULT_MODEL, "fp32"),)
-    providers: tuple[ProviderConfig, ...] = (ProviderConfig.of("CPU"),)
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    seq_buckets: tuple[str, ...] = DEFAULT_SEQ_BUCKETS
-    intra_op_threads: tuple[int | None, ...] = DEFAULT_THREADS
+    models: tuple[tuple[str, str], ...] = ((defaults.DEFAULT_MODEL, defaults.DEFAULT_VARIANT),)
+    providers: tuple[ProviderConfig, ...] = (ProviderConfig.of(defaults.DEFAULT_PROVIDER),)
+    batch_sizes: tuple[int, ...] = defaults.PROFILE_BATCH_SIZES
+    seq_buckets: tuple[str, ...] = defaults.PROFILE_SEQ_BUCKETS
+    threads: tuple[int | None, ...] = defaults.PROFILE_THREADS
     spinning: tuple[str, ...] = (defaults.SPINNING,)
     scenario_defaults: Scenario = Scenario(1, "short")  # samples, seconds and warm-up for every point
+
+    @classmethod
+    def of(
+        cls,
+        models: Iterable[tuple[str, str]],
+        providers: Iterable[ProviderConfig],
+        axes: Mapping[str, Iterable[Any] | None] | None = None,
+    ) -> Grid:
+        """A grid over `models` × `providers` × the given axis values by key (the others at their defaults)."""
+        values: dict[str, Any] = axis_values(axes or {})  # Grid fields by axis key
+        return cls(models=tuple(models), providers=tuple(providers), **values)
 
     def with_measurement(self, **changes: Any) -> Grid:
         """The same grid with other sample counts, durations or warm-up settings."""
@@ -172,14 +244,19 @@ class Grid:
 
     def points(self) -> list[GridPoint]:
         """Every point, grouped by backend so that one backend's points run back to back."""
+        backend_values = [getattr(self, axis.key) for axis in BACKEND_AXES]
+        scenario_values = [getattr(self, axis.key) for axis in SCENARIO_AXES]
         backends = [
-            Backend(model, variant, provider, threads, spinning)
-            for (model, variant), provider, threads, spinning in itertools.product(
-                self.models, self.providers, self.intra_op_threads, self.spinning
-            )
+            Backend(model, variant, provider, **dict(zip((axis.field for axis in BACKEND_AXES), values, strict=True)))
+            for (model, variant), provider, *values in itertools.product(self.models, self.providers, *backend_values)
         ]
         return [
-            GridPoint(backend, replace(self.scenario_defaults, batch_size=batch, seq_bucket=bucket))
+            GridPoint(
+                backend,
+                replace(
+                    self.scenario_defaults, **dict(zip((axis.field for axis in SCENARIO_AXES), values, strict=True))
+                ),
+            )
             for backend in backends
-            for batch, bucket in itertools.product(self.batch_sizes, self.seq_buckets)
+            for values in itertools.product(*scenario_values)
         ]

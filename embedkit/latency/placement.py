@@ -6,10 +6,9 @@ Two sources:
   time shares per provider and the partitions. A compiling provider (CoreML, OpenVINO, TensorRT)
   turns each partition it takes into one fused node, so a partition is one event there.
 - the session log at verbose level (`SessionOptions.log_severity_level = 0`), written by ORT's
-  native logger to stderr: the "Node placements" block lists every node per provider, and the
-  providers' capability checks say why a node was refused (e.g. CUDA's "kernel not found in
-  registries for Op type: X node name: Y", CoreML's "Operator type: [X] … supported: [0]").
-  `capture_native_stderr` / `verbose_session_log` collect that text.
+  native logger to stderr: the providers' capability checks say why a node was refused (e.g.
+  CUDA's "kernel not found in registries for Op type: X node name: Y", CoreML's "Operator type:
+  [X] … supported: [0]"). `capture_native_stderr` collects that text.
 """
 
 from __future__ import annotations
@@ -26,14 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnxruntime
-
 from embedkit.errors import PlacementError
 
 CPU_PROVIDER = "CPUExecutionProvider"
 _KERNEL_SUFFIX = "_kernel_time"
-
-
 
 
 @dataclass(frozen=True)
@@ -201,9 +196,7 @@ def audit_profile(
     accelerators = {provider for provider in requested_providers if provider != CPU_PROVIDER}
     cpu_nodes = [node for node in distinct.values() if node.provider == CPU_PROVIDER] if accelerators else []
     whole_graph_refused = not any(node_counts.get(provider) for provider in accelerators)
-    reasons = (
-        fallback_reasons(session_log, cpu_nodes, whole_graph_refused=whole_graph_refused) if session_log else {}
-    )
+    reasons = fallback_reasons(session_log, cpu_nodes, whole_graph_refused=whole_graph_refused) if session_log else {}
     fallbacks = tuple(FallbackNode(node.name, node.op_type, reasons.get(node.key)) for node in cpu_nodes)
     return Placement(tuple(requested_providers), len(runs), providers, fallbacks)
 
@@ -211,11 +204,7 @@ def audit_profile(
 # --- session log --------------------------------------------------------------------------------
 
 # "2026-01-01 00:00:00.000 [V:onnxruntime:logid, session_state.cc:1601 VerifyEachNodeIsAssignedToAnEp] msg"
-_LOG_LINE = re.compile(r"^\S+ \S+ \[[VIWEF]:onnxruntime:[^,]*, \S+ (?P<function>[^\]]*)\] ?")
-_PLACEMENT_HEADER = re.compile(
-    r"(?:Node\(s\)|All nodes) placed on \[(?P<provider>[^\]]+)\]\. Number of nodes: (?P<count>\d+)"
-)
-_PLACED_NODE = re.compile(r"^(?P<op_type>\S+)(?: \((?P<name>.*)\))?$")
+_LOG_LINE = re.compile(r"^\S+ \S+ \[[VIWEF]:onnxruntime:[^,]*, \S+ [^\]]*\] ?")
 # Provider capability messages that refuse a node and name it.
 _NAMED_REFUSALS = (
     re.compile(r"kernel not found in registries for Op type: (?P<op_type>\S+) node name: (?P<name>.*)$"),
@@ -225,48 +214,17 @@ _NAMED_REFUSALS = (
 _REFUSAL_WORDS = re.compile(r"not supported|unsupported|does not support|cannot be supported|not implemented", re.I)
 
 
-def log_messages(log_text: str) -> list[tuple[str, str]]:
-    """(function, message) per ORT log entry; unprefixed lines continue the previous entry."""
-    messages: list[tuple[str, str]] = []
+def log_messages(log_text: str) -> list[str]:
+    """The message of each ORT log line, its prefix removed; an unprefixed line (the continuation
+    of a multi-line entry) is a message of its own."""
+    messages: list[str] = []
     for line in log_text.splitlines():
         match = _LOG_LINE.match(line)
         if match:
-            messages.append((match.group("function"), line[match.end() :]))
+            messages.append(line[match.end() :])
         elif messages and line.strip():
-            messages.append((messages[-1][0], line))
+            messages.append(line)
     return messages
-
-
-@dataclass(frozen=True)
-class LoggedPlacement:
-    """One provider's entry in the verbose "Node placements" block."""
-
-    count: int
-    nodes: tuple[tuple[str, str], ...]  # (op_type, name); empty when ORT printed the count only
-
-
-def logged_node_placements(log_text: str) -> dict[str, LoggedPlacement]:
-    """Placement as the session log states it, without profiling (so without its overhead).
-
-    ORT lists the nodes only when several providers share the graph; for "All nodes placed on"
-    it prints the count alone. Subgraph blocks (If/Loop bodies) add to their provider's entry.
-    """
-    counts: dict[str, int] = {}
-    nodes: dict[str, list[tuple[str, str]]] = {}
-    current: str | None = None
-    for function, message in log_messages(log_text):
-        header = _PLACEMENT_HEADER.search(message)
-        if header:
-            current = header.group("provider")
-            counts[current] = counts.get(current, 0) + int(header.group("count"))
-            nodes.setdefault(current, [])
-            continue
-        placed = _PLACED_NODE.match(message.strip())
-        if current and function == "VerifyEachNodeIsAssignedToAnEp" and message.startswith("  ") and placed:
-            nodes[current].append((placed.group("op_type"), placed.group("name") or ""))
-        else:
-            current = None
-    return {provider: LoggedPlacement(counts[provider], tuple(nodes[provider])) for provider in counts}
 
 
 def _mentions(text: str, word: str) -> bool:
@@ -287,7 +245,7 @@ def fallback_reasons(
     by_op_type: dict[str, str] = {}
     about_graph: list[str] = []
     op_types = {node.op_type for node in nodes}
-    for _, message in log_messages(log_text):
+    for message in log_messages(log_text):
         text = message.strip()
         named = next((match for pattern in _NAMED_REFUSALS if (match := pattern.search(text))), None)
         if named:
@@ -327,22 +285,3 @@ def capture_native_stderr() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             captured.append(sink.read().decode("utf-8", errors="replace"))
-
-
-def verbose_session_log(
-    model_path: Path | str,
-    providers: Sequence[str | tuple[str, Mapping[str, Any]]],
-    session_options: onnxruntime.SessionOptions | None = None,
-) -> str:
-    """Create a session with verbose logging only to capture its placement log, and return the text.
-
-    Placement is decided when the session is created, so no run is needed. Pass the same
-    providers (with their options) and a SessionOptions built like the measured session's
-    (graph optimization level changes the nodes); its log level is set to verbose here.
-    """
-    options = session_options if session_options is not None else onnxruntime.SessionOptions()
-    options.log_severity_level = 0
-    with capture_native_stderr() as captured:
-        session = onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
-        del session
-    return captured[0]

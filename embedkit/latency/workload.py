@@ -10,14 +10,14 @@ tokenizer's real work and the attention pattern of real text.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedkit.quality.mirror import data_sha256, read_stsbenchmark
+from embedkit.errors import LocalDataError, UsageError
 from embedkit.pipeline.tokenizer import Tokenizer
+from embedkit.quality.mirror import data_sha256, sts_sentences
 
 # Nominal token counts; None means the model's max_seq_length. Capped at max_seq_length.
 SEQ_BUCKETS: dict[str, int | None] = {"short": 16, "medium": 64, "long": None}
@@ -48,7 +48,7 @@ class BucketTexts:
 
 def target_tokens(bucket: str, max_seq_length: int) -> int:
     if bucket not in SEQ_BUCKETS:
-        raise ValueError(f"unknown sequence bucket {bucket!r}; expected one of {tuple(SEQ_BUCKETS)}")
+        raise UsageError(f"unknown sequence bucket {bucket!r}; expected one of {tuple(SEQ_BUCKETS)}")
     nominal = SEQ_BUCKETS[bucket]
     return max_seq_length if nominal is None else min(nominal, max_seq_length)
 
@@ -61,14 +61,6 @@ def token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
         return tokenizer.max_seq_length + 1 if batch.n_truncated else batch.n_tokens
 
     return count
-
-
-def stsbenchmark_sentences(seed: int, data_root: Path | None = None) -> list[str]:
-    """Distinct STSBenchmark test sentences in a reproducible order."""
-    pairs = read_stsbenchmark(data_root)
-    sentences = list(dict.fromkeys(s for pair in pairs for s in (pair.sentence1, pair.sentence2)))
-    random.Random(seed).shuffle(sentences)
-    return sentences
 
 
 def fill_to(target: int, sentences: Iterator[str], count: Callable[[str], int]) -> str:
@@ -86,7 +78,7 @@ def fill_to(target: int, sentences: Iterator[str], count: Callable[[str], int]) 
             text = longer
         if text:
             return text
-    raise ValueError(f"the data ran out before a text of {target} tokens was built")
+    raise LocalDataError(f"the data ran out before a text of {target} tokens was built")
 
 
 def bucket_texts(
@@ -94,10 +86,10 @@ def bucket_texts(
 ) -> BucketTexts:
     """`n_texts` distinct real texts of the bucket's token length for this tokenizer."""
     if n_texts < 1:
-        raise ValueError(f"need at least one text, got {n_texts}")
+        raise UsageError(f"need at least one text, got {n_texts}")
     target = target_tokens(bucket, tokenizer.max_seq_length)
     count = token_counter(tokenizer)
-    sentences = stsbenchmark_sentences(seed, data_root)
+    sentences = sts_sentences(seed, data_root)
     texts = _exact_sentences(sentences, target, n_texts, count)
     used = set(texts)
     remaining = iter(s for s in sentences if s not in used)

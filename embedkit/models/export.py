@@ -15,19 +15,17 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from embedkit.errors import ModelFileError
-from embedkit.paths import child_path, models_dir
-from embedkit.models.sources import file_sha256, materialize, pytorch_checkpoint, read_json, tree_sha256
+from embedkit import defaults
+from embedkit.errors import ModelFileError, UsageError
+from embedkit.models.sources import materialize, pytorch_checkpoint, read_json, tree_sha256
 from embedkit.models.specs import ModelSpec
+from embedkit.paths import child_path, models_dir
+from embedkit.system import file_sha256, package_versions, utc_now
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
-# Variants whose weights are fp16: they need a provider with fp16 kernels (CUDA, CoreML, OpenVINO GPU).
-FP16_VARIANTS = ("O4", "fp16")
 QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
 EXPORT_LIBRARIES = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "transformers", "torch")
 MANIFEST = "manifest.json"
@@ -46,23 +44,13 @@ class Variant:
 
     @property
     def sha256(self) -> str:
-        return self.manifest["model_sha256"]
+        return str(self.manifest["model_sha256"])
 
     @property
     def parity(self) -> dict[str, Any] | None:
         """The stored parity-gate result, or None when the gate has not run."""
         parity_file = self.directory / PARITY
         return read_json(parity_file, "parity result") if parity_file.is_file() else None
-
-
-def library_versions(names: tuple[str, ...] = EXPORT_LIBRARIES) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def detect_quantization_arch() -> str:
@@ -85,7 +73,7 @@ def detect_quantization_arch() -> str:
 def recipe(variant: str, quantization_arch: str | None = None, quantize_from: str = "fp32") -> dict[str, Any]:
     """What a variant is made of: the options that go in its manifest and its key."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        raise UsageError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     base: dict[str, Any] = {"task": "feature-extraction", "library_name": "transformers", "opset": None}
     if variant in ("O1", "O2", "O3", "O4"):
         base["optimization_level"] = variant
@@ -102,7 +90,7 @@ def recipe(variant: str, quantization_arch: str | None = None, quantize_from: st
 
 
 def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
     if isinstance(value, enum.Enum):
         return value.name
@@ -115,24 +103,39 @@ def _jsonable(value: Any) -> Any:
 
 def _variant_dir(spec: ModelSpec, variant: str, checkpoint_sha: str, options: dict[str, Any]) -> Path:
     key = json.dumps(
-        {"checkpoint": checkpoint_sha, "variant": variant, "options": options, "libraries": library_versions()},
+        {
+            "checkpoint": checkpoint_sha,
+            "variant": variant,
+            "options": options,
+            "libraries": package_versions(EXPORT_LIBRARIES),
+        },
         sort_keys=True,
     )
     return child_path(models_dir(), "exports", spec.name, f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:16]}")
 
 
-def get_variant(spec: ModelSpec, variant: str = "fp32", quantization_arch: str | None = None) -> Variant:
-    """The variant's ONNX file, exporting it (and the variant it derives from) on first use."""
+def get_variant(
+    spec: ModelSpec,
+    variant: str = defaults.DEFAULT_VARIANT,
+    quantization_arch: str | None = None,
+    *,
+    directory: Path | None = None,
+) -> Variant:
+    """The variant's ONNX file, exporting it (and the variant it derives from) on first use.
+
+    `directory`: the spec's files, when the caller has already resolved them (`materialize`).
+    """
+    directory = directory or materialize(spec)
     if spec.is_onnx_only:
-        return packaged_variant(spec, variant)
-    checkpoint = pytorch_checkpoint(spec)
+        return packaged_variant(spec, variant, directory)
+    checkpoint = pytorch_checkpoint(spec, directory)
     checkpoint_sha = tree_sha256(checkpoint)
     quantize_from = quantization_source(checkpoint) if variant.startswith("int8") else "fp32"
     options = recipe(variant, quantization_arch, quantize_from)
     target = _variant_dir(spec, variant, checkpoint_sha, options)
     if (target / MANIFEST).is_file():
         return _read_variant(variant, target)
-    source = None if variant == "fp32" else get_variant(spec, quantize_from)
+    source = None if variant == "fp32" else get_variant(spec, quantize_from, directory=checkpoint)
     with tempfile.TemporaryDirectory(dir=_ensure_parent(target), prefix=".export-") as scratch:
         work = Path(scratch)
         produced = _produce(spec, variant, options, checkpoint, source, work)
@@ -268,15 +271,16 @@ def _manifest(
         "source": {"path": str(source), "sha256": source_sha, "spec_source": _jsonable(spec.source)},
         "derived_from": None if derived_from is None else {"variant": derived_from.name, "sha256": derived_from.sha256},
         "options": _jsonable(options),
-        "libraries": library_versions(),
+        "libraries": package_versions(EXPORT_LIBRARIES),
         "model_sha256": file_sha256(model_path),
         "graph": graph_facts(model_path),
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": utc_now(),
     }
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
-    return read_json(directory / MANIFEST, "variant manifest")
+    manifest: dict[str, Any] = read_json(directory / MANIFEST, "variant manifest")
+    return manifest
 
 
 def _read_variant(variant: str, directory: Path) -> Variant:
@@ -295,14 +299,13 @@ def read_variant(name: str, path: Path, directory: Path) -> Variant:
     return Variant(name, Path(path), _read_manifest(Path(directory)), Path(directory))
 
 
-def packaged_variant(spec: ModelSpec, variant: str) -> Variant:
+def packaged_variant(spec: ModelSpec, variant: str, directory: Path) -> Variant:
     """The ONNX file a source ships; its manifest is written once beside the content-addressed copy."""
     if variant != spec.packaged_variant:
-        raise ValueError(
+        raise UsageError(
             f"{spec.name} ships only the {spec.packaged_variant!r} variant as ONNX; "
             f"other variants need a PyTorch checkpoint to export from"
         )
-    directory = materialize(spec)
     model_path = directory / str(spec.onnx_file)
     if not model_path.is_file():
         raise ModelFileError(f"{spec.name}: ONNX file {model_path} not found")

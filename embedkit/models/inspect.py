@@ -19,7 +19,7 @@ from embedkit.errors import ModelFileError
 COREML_MAX_DIMENSION = 16_384
 
 
-def _load(model_path: Path, with_weights: bool = False):
+def _load(model_path: Path, with_weights: bool = False) -> Any:
     import onnx
 
     try:
@@ -32,15 +32,15 @@ def _load(model_path: Path, with_weights: bool = False):
     return model
 
 
-def _initializer_sizes(graph) -> dict[str, tuple[int, ...]]:
+def _initializer_sizes(graph: Any) -> dict[str, tuple[int, ...]]:
     return {init.name: tuple(int(d) for d in init.dims) for init in graph.initializer}
 
 
-def _producers(graph) -> dict[str, Any]:
+def _producers(graph: Any) -> dict[str, Any]:
     return {output: node for node in graph.node for output in node.output}
 
 
-def _rows_feeding(graph, input_name: str) -> int | None:
+def _rows_feeding(graph: Any, input_name: str) -> int | None:
     """Rows of the table a Gather on `input_name` looks up (through Dequantize/Cast chains)."""
     sizes = _initializer_sizes(graph)
     producers = _producers(graph)
@@ -49,12 +49,12 @@ def _rows_feeding(graph, input_name: str) -> int | None:
             table = node.input[0]
             while table not in sizes and table in producers:
                 table = producers[table].input[0]
-            if table in sizes and sizes[table]:
+            if sizes.get(table):
                 return sizes[table][0]
     return None
 
 
-def _layer_count(graph) -> int | None:
+def _layer_count(graph: Any) -> int | None:
     indices = {int(m.group(1)) for init in graph.initializer if (m := re.search(r"layers?\.(\d+)\.", init.name))}
     indices |= {int(m.group(1)) for node in graph.node if (m := re.search(r"layers?\.(\d+)/", node.name))}
     return max(indices) + 1 if indices else None
@@ -98,8 +98,9 @@ def coreml_report(model_path: Path) -> dict[str, Any]:
     from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo
 
     model = ModelProtoWithShapeInfo(Path(model_path)).model_with_shape_info
-    oversized = {name for name, shape in _initializer_sizes(model.graph).items()
-                 if any(d > COREML_MAX_DIMENSION for d in shape)}
+    oversized = {
+        name for name, shape in _initializer_sizes(model.graph).items() if any(d > COREML_MAX_DIMENSION for d in shape)
+    }
     ops_dir = Path(checker.__file__).parent
     report: dict[str, Any] = {"oversized_tensors": sorted(oversized), "max_dimension": COREML_MAX_DIMENSION}
     for label, ops_file, max_rank, dimension_rule in (
@@ -110,7 +111,9 @@ def coreml_report(model_path: Path) -> dict[str, Any]:
         supported_ops = checker._SupportedOpsChecker(ops_dir / ops_file)
         if dimension_rule:
             supported_ops = _DimensionLimitedOps(supported_ops, oversized)
-        info = checker.check_partitioning(model.graph, supported_ops, require_fixed_input_sizes=False, max_rank=max_rank)
+        info = checker.check_partitioning(
+            model.graph, supported_ops, require_fixed_input_sizes=False, max_rank=max_rank
+        )
         report[label] = _partition_summary(info, supported_ops)
     return report
 
@@ -118,22 +121,22 @@ def coreml_report(model_path: Path) -> dict[str, Any]:
 class _DimensionLimitedOps:
     """ORT's supported-ops checker, plus CoreML's rule that no input may have a dimension > 16384."""
 
-    def __init__(self, inner, oversized: set[str]):
+    def __init__(self, inner: Any, oversized: set[str]) -> None:
         self._inner = inner
         self._oversized = oversized
         self.rejected_for_dimension: list[str] = []
 
-    def is_op_supported(self, node) -> bool:
+    def is_op_supported(self, node: Any) -> bool:
         if any(name in self._oversized for name in node.input):
             self.rejected_for_dimension.append(f"{node.op_type}:{node.name}")
             return False
-        return self._inner.is_op_supported(node)
+        return bool(self._inner.is_op_supported(node))
 
     def get_caveats(self) -> list[str]:
-        return self._inner.get_caveats()
+        return list(self._inner.get_caveats())
 
 
-def _partition_summary(info, supported_ops) -> dict[str, Any]:
+def _partition_summary(info: Any, supported_ops: Any) -> dict[str, Any]:
     return {
         "nodes": info.num_nodes,
         "supported_nodes": info.num_supported_nodes,

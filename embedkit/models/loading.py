@@ -1,55 +1,84 @@
-"""The front door: `load(model, variant, provider)` -> a ready Embedder."""
+"""The front door: `load(model, variant, provider)` -> a ready Embedder.
+
+A load resolves the model's files once (`ModelFiles`: for a hub model each resolution is a
+`snapshot_download` call) and hands them to every step that reads them: the export, the tokenizer,
+the pooling configuration.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedkit.pipeline.embedder import Embedder
+from embedkit import defaults
 from embedkit.errors import ModelFileError
 from embedkit.models.export import Variant, get_variant
-from embedkit.pipeline.pooling import read_pooling_mode
-from embedkit import defaults
-from embedkit.pipeline.session import OrtSession, SessionConfig
 from embedkit.models.sources import materialize, read_json
 from embedkit.models.specs import ModelSpec, get_spec
+from embedkit.pipeline.embedder import Embedder
+from embedkit.pipeline.pooling import read_pooling_mode
+from embedkit.pipeline.session import OrtSession, SessionConfig
 from embedkit.pipeline.tokenizer import Tokenizer, read_max_seq_length
 
 # sentence-transformers' own default when a checkpoint does not say.
 DEFAULT_MAX_SEQ_LENGTH = 512
 
 
-def tokenizer_dir(spec: ModelSpec) -> Path:
-    """The directory whose tokenizer.json this model uses."""
-    return materialize(get_spec(spec.tokenizer_from)) if spec.tokenizer_from else materialize(spec)
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's files on this machine, resolved (fetched if need be) once."""
 
+    spec: ModelSpec
+    directory: Path  # the checkpoint, or the directory of the ONNX file a source ships
+    tokenizer_directory: Path  # where its tokenizer.json (and sentence_bert_config.json) live
 
-def pooling_mode(spec: ModelSpec) -> str:
-    """The spec's pooling, else the checkpoint's 1_Pooling/config.json; never a silent default."""
-    if spec.pooling:
-        return spec.pooling
-    config = materialize(spec) / "1_Pooling" / "config.json"
-    if not config.is_file():
-        raise ModelFileError(f"{spec.name}: no pooling in the spec and no {config}; set the spec's pooling")
-    content = read_json(config, "pooling config")
-    if not isinstance(content, dict):
-        raise ModelFileError(f"pooling config {config} is a JSON {type(content).__name__}, not an object")
-    try:
-        return read_pooling_mode(content)
-    except ValueError as exc:
-        raise ModelFileError(f"pooling config {config}: {exc}") from exc
+    @classmethod
+    def of(cls, spec: ModelSpec) -> ModelFiles:
+        directory = materialize(spec)
+        tokenizer_directory = materialize(get_spec(spec.tokenizer_from)) if spec.tokenizer_from else directory
+        return cls(spec, directory, tokenizer_directory)
 
+    def pooling_mode(self) -> str:
+        """The spec's pooling, else the checkpoint's 1_Pooling/config.json; never a silent default."""
+        if self.spec.pooling:
+            return self.spec.pooling
+        config = self.directory / "1_Pooling" / "config.json"
+        if not config.is_file():
+            raise ModelFileError(f"{self.spec.name}: no pooling in the spec and no {config}; set the spec's pooling")
+        content = read_json(config, "pooling config")
+        if not isinstance(content, dict):
+            raise ModelFileError(f"pooling config {config} is a JSON {type(content).__name__}, not an object")
+        try:
+            return read_pooling_mode(content)
+        except ValueError as exc:
+            raise ModelFileError(f"pooling config {config}: {exc}") from exc
 
-def max_seq_length(spec: ModelSpec, variant: Variant) -> int:
-    declared = spec.max_seq_length or read_max_seq_length(tokenizer_dir(spec)) or DEFAULT_MAX_SEQ_LENGTH
-    positions = variant.manifest["graph"].get("max_positions")
-    return min(declared, positions) if positions else declared
+    def max_seq_length(self, variant: Variant) -> int:
+        """The spec's, else the checkpoint's max_seq_length, never beyond the graph's position table."""
+        declared = self.spec.max_seq_length or read_max_seq_length(self.tokenizer_directory) or DEFAULT_MAX_SEQ_LENGTH
+        positions = variant.manifest["graph"].get("max_positions")
+        return min(declared, positions) if positions else declared
+
+    def tokenizer(self, variant: Variant) -> Tokenizer:
+        """The tokenizer `variant` is fed by, truncating at the model's max_seq_length, with token_type_ids
+        when the graph takes them (its manifest says which inputs it takes)."""
+        tokenizer_file = self.tokenizer_directory / "tokenizer.json"
+        with_token_type_ids = "token_type_ids" in variant.manifest["graph"]["inputs"]
+        tokenizer = Tokenizer.from_file(tokenizer_file, self.max_seq_length(variant), with_token_type_ids)
+        rows = variant.manifest["graph"].get("embedding_rows")
+        if rows is not None and tokenizer.vocab_size > rows:
+            raise ModelFileError(
+                f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but {variant.path} embeds only "
+                f"{rows}: they do not belong together"
+            )
+        return tokenizer
 
 
 def load(
-    model: str | ModelSpec = "all-MiniLM-L6-v2",
+    model: str | ModelSpec = defaults.DEFAULT_MODEL,
     variant: str | None = None,
-    provider: str = "CPU",
+    provider: str = defaults.DEFAULT_PROVIDER,
     *,
     fallback: str | None = None,
     graph_optimization: str = "all",
@@ -61,7 +90,8 @@ def load(
 ) -> Embedder:
     """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""
     spec = model if isinstance(model, ModelSpec) else get_spec(model)
-    chosen = get_variant(spec, variant or spec.packaged_variant)
+    files = ModelFiles.of(spec)
+    chosen = get_variant(spec, variant or spec.packaged_variant, directory=files.directory)
     config = SessionConfig(
         provider=provider,
         provider_options=provider_options,
@@ -72,23 +102,20 @@ def load(
         enable_profiling=enable_profiling,
         spinning=spinning,
     )
-    return embedder_for(spec, chosen, OrtSession(chosen.path, config))
+    return embedder_for(spec, chosen, OrtSession(chosen.path, config), files)
 
 
-def embedder_for(spec: ModelSpec, variant: Variant, session: OrtSession) -> Embedder:
-    """An Embedder around a session already created on `variant` (the profiler times that creation)."""
-    tokenizer = tokenizer_for(spec, variant, with_token_type_ids="token_type_ids" in session.input_names)
-    return Embedder(tokenizer, session, pooling_mode(spec), spec.normalize, spec, variant)
+def embedder_for(
+    spec: ModelSpec,
+    variant: Variant,
+    session: OrtSession,
+    files: ModelFiles | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> Embedder:
+    """An Embedder around a session already created on `variant` (the profiler times that creation).
 
-
-def tokenizer_for(spec: ModelSpec, variant: Variant, with_token_type_ids: bool = True) -> Tokenizer:
-    """The tokenizer `variant` is fed by, truncating at the model's max_seq_length."""
-    tokenizer_file = tokenizer_dir(spec) / "tokenizer.json"
-    tokenizer = Tokenizer.from_file(tokenizer_file, max_seq_length(spec, variant), with_token_type_ids)
-    rows = variant.manifest["graph"].get("embedding_rows")
-    if rows is not None and tokenizer.vocab_size > rows:
-        raise ModelFileError(
-            f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but {variant.path} embeds only {rows}: "
-            "they do not belong together"
-        )
-    return tokenizer
+    `files`: the model's files, when the caller has resolved them; `tokenizer`: one the caller already
+    built for this variant (`ModelFiles.tokenizer`).
+    """
+    files = files or ModelFiles.of(spec)
+    return Embedder(tokenizer or files.tokenizer(variant), session, files.pooling_mode(), spec.normalize, spec, variant)

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from embedkit.pipeline.embedder import Embedder
+from embedkit import defaults
 from embedkit.errors import ParityError
-from embedkit.models.export import PARITY, Variant, library_versions
+from embedkit.models.export import PARITY
 from embedkit.models.sources import pytorch_checkpoint
 from embedkit.models.specs import ModelSpec, reference_of
+from embedkit.pipeline.embedder import Embedder
+from embedkit.pipeline.pooling import l2_normalize
+from embedkit.system import package_versions, utc_now
 
+REFERENCE_LIBRARIES = ("sentence-transformers", "torch", "transformers")
 _LONG = (
     "The quick brown fox jumps over the lazy dog while the committee reviews the quarterly report on "
     "renewable energy adoption, supply chain resilience and the long-term effects of monetary policy. "
@@ -74,7 +78,7 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
 }
 
 
-def reference_model(spec: ModelSpec):
+def reference_model(spec: ModelSpec) -> Any:
     """sentence-transformers (PyTorch, CPU) on the spec's reference checkpoint."""
     reference = reference_of(spec)
     if reference is None:
@@ -83,7 +87,7 @@ def reference_model(spec: ModelSpec):
 
 
 @lru_cache(maxsize=4)
-def _sentence_transformer(checkpoint: str, trust_remote_code: bool):
+def _sentence_transformer(checkpoint: str, trust_remote_code: bool) -> Any:
     from sentence_transformers import SentenceTransformer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint is local; never reach for the hub
@@ -95,18 +99,23 @@ def _sentence_transformer(checkpoint: str, trust_remote_code: bool):
 
 def reference_embeddings(spec: ModelSpec, texts: Sequence[str]) -> np.ndarray:
     model = reference_model(spec)
-    return model.encode(list(texts), batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
+    vectors = model.encode(
+        list(texts), batch_size=defaults.BATCH_SIZE, convert_to_numpy=True, normalize_embeddings=True
+    )
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(axis=1)
+    """Row-wise cosine similarity of two (n, dim) arrays."""
+    return np.asarray((l2_normalize(a) * l2_normalize(b)).sum(axis=1))
 
 
 def run_parity(embedder: Embedder, texts: Sequence[str] = PARITY_TEXTS) -> dict[str, Any]:
     """Compare, decide, and store the result beside the variant."""
     variant = embedder.variant
+    reference = reference_of(embedder.spec)
+    if reference is None:
+        raise ParityError(f"{embedder.spec.name} ships only ONNX: there is no PyTorch checkpoint to compare with")
     similarity = cosines(embedder.embed(texts), reference_embeddings(embedder.spec, texts))
     metric, threshold = THRESHOLDS.get(variant.name, ("mean", 0.98))
     measured = float(similarity.min() if metric == "min" else similarity.mean())
@@ -121,22 +130,32 @@ def run_parity(embedder: Embedder, texts: Sequence[str] = PARITY_TEXTS) -> dict[
         "mean_cosine": float(similarity.mean()),
         "worst_text": texts[int(similarity.argmin())][:80],
         "n_texts": len(texts),
-        "reference": {"model": reference_of(embedder.spec).name, "libraries": library_versions(
-            ("sentence-transformers", "torch", "transformers"))},
-        "checked_at": datetime.now(timezone.utc).isoformat(),
+        "reference": {"model": reference.name, "libraries": package_versions(REFERENCE_LIBRARIES)},
+        "checked_at": utc_now(),
     }
     (variant.directory / PARITY).write_text(json.dumps(result, indent=2, sort_keys=True))
     return result
 
 
-def require_parity(variant: Variant, force: bool = False) -> bool:
+class Gated(Protocol):
+    """Anything with a variant's name and stored parity result (a Variant, or a stand-in for one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def parity(self) -> Mapping[str, Any] | None: ...
+
+
+def require_parity(variant: Gated, force: bool = False) -> bool:
     """True when the variant may be used for published results; False when it is forced past a failure."""
     parity = variant.parity
-    if parity is None or parity["passed"]:
+    if parity is None or parity.get("passed") is True:
         return True
     if force:
         return False
+    gate = parity.get("gate", {})
     raise ParityError(
-        f"{parity['model']}:{variant.name} failed the parity gate ({parity['gate']['metric']} "
-        f"{parity['gate']['measured']:.6f} < {parity['gate']['threshold']}); pass force=True to use it anyway"
+        f"variant {variant.name} failed the parity gate ({gate.get('metric')} {gate.get('measured')} < "
+        f"{gate.get('threshold')}); pass force=True to use it anyway"
     )

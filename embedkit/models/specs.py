@@ -6,8 +6,11 @@ normalisation and `max_seq_length` default to what the checkpoint itself says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from embedkit import defaults
+from embedkit.errors import UnknownModelError
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ModelSpec:
         return self.onnx_file is not None
 
 
-_MINILM_L6 = "all-MiniLM-L6-v2"
+_MINILM_L6 = defaults.DEFAULT_MODEL
 
 KNOWN_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -124,13 +127,13 @@ KNOWN_SPECS: dict[str, ModelSpec] = {
             licence="Apache-2.0",
             pooling="last",
             max_seq_length=8192,
-            prompts={"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"},
+            prompts={
+                "query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+            },
             description="Qwen/Qwen3-Embedding-0.6B (hub), 28 layers, 1024-d, last-token pooling",
         ),
     )
 }
-
-DEFAULT_MODEL = _MINILM_L6
 
 
 def get_spec(model: str) -> ModelSpec:
@@ -142,7 +145,9 @@ def get_spec(model: str) -> ModelSpec:
         return local_spec(path)
     if model.count("/") == 1 and not model.startswith((".", "/")):
         return ModelSpec(name=model.replace("/", "--"), source=HubSource(model), licence="see model card")
-    raise KeyError(f"unknown model {model!r}: not a known spec ({', '.join(KNOWN_SPECS)}), a directory, or a hub id")
+    raise UnknownModelError(
+        f"unknown model {model!r}: not a known spec ({', '.join(KNOWN_SPECS)}), a directory, or a hub id"
+    )
 
 
 def local_spec(path: Path) -> ModelSpec:
@@ -163,5 +168,10 @@ def reference_of(spec: ModelSpec) -> ModelSpec | None:
     return None if spec.is_onnx_only else spec
 
 
-def with_overrides(spec: ModelSpec, **changes: object) -> ModelSpec:
-    return replace(spec, **changes)
+def describe_source(source: Source) -> str:
+    """Where a source's files come from, in a few words: `pip: name==version`, `hub: repo@revision`, `local: path`."""
+    if isinstance(source, PipSource):
+        return "pip: " + ", ".join(source.packages)
+    if isinstance(source, HubSource):
+        return f"hub: {source.repo_id}@{source.revision}"
+    return f"local: {source.path}"

@@ -19,16 +19,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from embedkit import defaults
+from embedkit.errors import TextTypeError, UnknownNameError, UsageError
 from embedkit.models.export import Variant
+from embedkit.models.specs import ModelSpec
 from embedkit.pipeline.pooling import pool
 from embedkit.pipeline.session import OrtSession
-from embedkit.models.specs import ModelSpec
 from embedkit.pipeline.tokenizer import TokenizedBatch, Tokenizer, check_encodable
 
 STAGES = ("tokenize", "feeds", "run", "pool")
@@ -111,16 +114,24 @@ class Embedder:
         return step("pool", self.pool, token_embeddings, batch), batch
 
     def embed(
-        self, texts: Sequence[str], batch_size: int = 32, prompt_name: str | None = None, timer: StageTimer | None = None
+        self,
+        texts: Sequence[str],
+        batch_size: int = defaults.BATCH_SIZE,
+        prompt_name: str | None = None,
+        timer: StageTimer | None = None,
     ) -> np.ndarray:
         return self.embed_with_info(texts, batch_size, prompt_name, timer).embeddings
 
     def embed_with_info(
-        self, texts: Sequence[str], batch_size: int = 32, prompt_name: str | None = None, timer: StageTimer | None = None
+        self,
+        texts: Sequence[str],
+        batch_size: int = defaults.BATCH_SIZE,
+        prompt_name: str | None = None,
+        timer: StageTimer | None = None,
     ) -> EmbedResult:
         texts = self._prompted(_checked_texts(texts), prompt_name)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Longest first, as sentence-transformers does: similar lengths share a batch, so less padding.
         order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -137,7 +148,9 @@ class Embedder:
         if prompt_name is None:
             return texts
         if prompt_name not in self.spec.prompts:
-            raise KeyError(f"{self.spec.name} has no prompt {prompt_name!r}; it has {sorted(self.spec.prompts)}")
+            raise UnknownNameError(
+                f"{self.spec.name} has no prompt {prompt_name!r}; it has {sorted(self.spec.prompts)}"
+            )
         prefix = self.spec.prompts[prompt_name]
         return [prefix + text for text in texts]
 
@@ -145,11 +158,12 @@ class Embedder:
         """Release the ONNX Runtime session (shared with any other Embedder built on it)."""
         self.session.close()
 
-    def __enter__(self) -> "Embedder":
+    def __enter__(self) -> Embedder:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def describe(self) -> dict[str, Any]:
@@ -169,11 +183,11 @@ class Embedder:
 
 def _checked_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("embed takes a sequence of texts, not a single str: wrap it in a list")
+        raise TextTypeError("embed takes a sequence of texts, not a single str: wrap it in a list")
     checked = list(texts)
     for index, text in enumerate(checked):
         if not isinstance(text, str):
-            raise TypeError(f"text at index {index} is {type(text).__name__}, not str")
+            raise TextTypeError(f"text at index {index} is {type(text).__name__}, not str")
     # Before length-sorting, so an error names the caller's index, not the index within a batch.
     check_encodable(checked)
     return checked

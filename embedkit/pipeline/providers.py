@@ -97,4 +97,4 @@ def parse_options(pairs: Iterable[str]) -> dict[str, str]:
 def option_combinations(pairs: Iterable[str]) -> list[dict[str, str]]:
     """`KEY=VALUE` strings -> every combination of the values given per key (a repeated key is a grid axis)."""
     values = parse_option_values(pairs)
-    return [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
+    return [dict(zip(values, combination, strict=True)) for combination in itertools.product(*values.values())]

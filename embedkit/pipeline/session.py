@@ -12,10 +12,11 @@ threads); a `run` already in flight holds its own reference and finishes, later 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -141,7 +142,7 @@ class OrtSession:
 
     @property
     def active_providers(self) -> list[str]:
-        return self._live().get_providers()
+        return list(self._live().get_providers())
 
     @property
     def closed(self) -> bool:
@@ -164,7 +165,7 @@ class OrtSession:
         rank3 = [o.name for o in outputs if len(o.shape) == 3]
         if not rank3:
             raise ModelFileError(f"{self.model_path} has no per-token output (rank 3) among {names}")
-        return rank3[0]
+        return str(rank3[0])
 
     def _embedding_dim(self) -> int:
         output = next(o for o in self._live().get_outputs() if o.name == self.output_name)
@@ -175,7 +176,7 @@ class OrtSession:
         return int(self.run(probe).shape[-1])
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self._live().run([self.output_name], dict(feeds))[0]
+        return np.asarray(self._live().run([self.output_name], dict(feeds))[0])
 
     def end_profiling(self) -> Path:
         return Path(self._live().end_profiling())
@@ -184,9 +185,10 @@ class OrtSession:
         """Release the InferenceSession; closing twice is harmless."""
         self._session = None
 
-    def __enter__(self) -> "OrtSession":
+    def __enter__(self) -> OrtSession:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
-from embedkit.errors import ModelFileError
+from embedkit.errors import ModelFileError, UsageError
 
 # A UTF-16 surrogate on its own is not a Unicode character: Python strings may hold one (half an emoji
 # from a broken JSON escape, surrogateescape'd bytes) but the Rust tokenizer cannot take it.
@@ -43,7 +43,9 @@ class TokenizedBatch:
 
 
 class Tokenizer:
-    def __init__(self, tokenizer: HFTokenizer, max_seq_length: int, with_token_type_ids: bool, source: Path | None = None):
+    def __init__(
+        self, tokenizer: HFTokenizer, max_seq_length: int, with_token_type_ids: bool, source: Path | None = None
+    ):
         self.max_seq_length = max_seq_length
         self.with_token_type_ids = with_token_type_ids
         self.source = source
@@ -61,7 +63,7 @@ class Tokenizer:
         )
 
     @classmethod
-    def from_file(cls, path: Path, max_seq_length: int, with_token_type_ids: bool = True) -> "Tokenizer":
+    def from_file(cls, path: Path, max_seq_length: int, with_token_type_ids: bool = True) -> Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"tokenizer file not found: {path}")
@@ -74,11 +76,8 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """One past the largest token id: the embedding rows a model needs (ids may have gaps)."""
-        return max(self._tokenizer.get_vocab(with_added_tokens=True).values()) + 1
-
-    @property
-    def padding_side(self) -> str:
-        return str((self._tokenizer.padding or {}).get("direction", "right")).lower()
+        ids: dict[str, int] = self._tokenizer.get_vocab(with_added_tokens=True)
+        return max(ids.values()) + 1
 
     def encode(self, texts: Sequence[str]) -> TokenizedBatch:
         texts = list(texts)
@@ -102,11 +101,11 @@ def _id_matrix(rows: list[list[int]]) -> np.ndarray:
 
 
 def check_encodable(texts: Sequence[str]) -> None:
-    """Raise ValueError naming the first str the HF tokenizer cannot take (a lone surrogate)."""
+    """Raise UsageError naming the first str the HF tokenizer cannot take (a lone surrogate)."""
     for index, text in enumerate(texts):
         found = _LONE_SURROGATE.search(text) if isinstance(text, str) else None
         if found:
-            raise ValueError(
+            raise UsageError(
                 f"text at index {index} holds a lone surrogate U+{ord(found.group()):04X} at character "
                 f"{found.start()}: not valid Unicode (decode its bytes with errors='replace')"
             )

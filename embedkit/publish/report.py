@@ -9,7 +9,6 @@ that re-measure it) are what the report shows beside the plots.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,14 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from embedkit.errors import EmbedkitError
-from embedkit.paths import PROJECT_ROOT, child_path, results_dir
-from embedkit.publish.plots import Tradeoff, provider_label
-from embedkit.results.records import replace_atomically, write_text_atomically
+from embedkit import defaults
+from embedkit.analysis.tradeoff import Tradeoff
+from embedkit.errors import NotebookFailedError, UsageError
+from embedkit.paths import child_path, project_file, results_dir
+from embedkit.pipeline.providers import short_name
+from embedkit.publish.commands import profile_command, score_command
+from embedkit.results.files import write_text_atomically
+from embedkit.runs.execution import execute_notebook, require_kernel
 
-NOTEBOOK = PROJECT_ROOT / "notebooks" / "04_tradeoff.ipynb"
-KERNEL = "embedkit"
-DEFAULT_SWEEP = "default"
+NOTEBOOK_NAME = "04_tradeoff.ipynb"
 HTML_NAME = "report.html"
 FIGURES_DIR_NAME = "figures"
 
@@ -50,73 +51,29 @@ def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = newest[present].rename(columns=_MACHINE_COLUMNS)
     if "providers available" in table:
         table["providers available"] = table["providers available"].map(
-            lambda names: ", ".join(provider_label(name) for name in names)
+            lambda names: ", ".join(short_name(name) for name in names)
         )
     counts = frame.groupby(["machine_id", "kind"]).size().unstack(fill_value=0)
     return table.join(counts.rename(columns=lambda kind: f"{kind} records")).reset_index()
 
 
-def _option(name: str, value: Any) -> list[str]:
-    return [name, shlex.quote(str(value))]
-
-
-def profile_command(profile: Mapping[str, Any]) -> str:
-    """The `embedkit profile` command that re-measures one profile record's grid point.
-
-    `profile`: a row of `records.load_frame` for a profile record (flattened `grid.*` fields).
-    """
-    parts = ["embedkit", "profile", shlex.quote(f"{profile['grid.model']}:{profile['grid.variant']}")]
-    parts += _option("--provider", provider_label(profile["grid.provider"]))
-    options = {
-        column.removeprefix("grid.provider_options."): value
-        for column, value in profile.items()
-        if column.startswith("grid.provider_options.") and pd.notna(value)
-    }
-    for key, value in sorted(options.items()):
-        parts += _option("--provider-option", f"{key}={value}")
-    parts += _option("--batch", int(profile["grid.batch_size"]))
-    parts += _option("--seq", profile["grid.seq_bucket"])
-    threads = profile.get("grid.intra_op_threads")
-    parts += _option("--threads", 0 if threads is None or pd.isna(threads) else int(threads))  # 0: ORT's default
-    spinning = profile.get("grid.spinning")
-    if isinstance(spinning, str):  # records made before spinning was a grid axis do not say
-        parts += _option("--spinning", spinning)
-    sampling = {"--samples": "grid.sampling.min_samples", "--min-seconds": "grid.sampling.min_seconds",
-                "--max-seconds": "grid.sampling.max_seconds"}  # fmt: skip
-    for flag, column in sampling.items():
-        value = profile.get(column)
-        if value is not None and pd.notna(value):
-            parts += _option(flag, int(value) if flag == "--samples" else f"{float(value):g}")
-    return " ".join(parts)
-
-
-def score_command(score: Mapping[str, Any], tasks: Sequence[str]) -> str:
-    """The `embedkit score` command that re-scores one score record's model on `tasks`."""
-    parts = ["embedkit", "score", shlex.quote(f"{score['model']}:{score['variant']}")]
-    parts += _option("--provider", provider_label(score["provider"]))
-    parts += ["--tasks", *map(shlex.quote, tasks)]
-    if bool(score.get("forced")):
-        parts.append("--force")
-    return " ".join(parts)
-
-
 def point_sources(tradeoff: Tradeoff, frame: pd.DataFrame) -> pd.DataFrame:
     """For every point of the tradeoff: its machine, the records behind it and the commands that re-run it."""
-    by_id = frame.set_index("record_id")
+    by_id = {str(row["record_id"]): {str(key): value for key, value in row.items()} for row in frame.to_dict("records")}
     rows = []
-    for point in tradeoff.points.itertuples():
-        profile = by_id.loc[point.profile_record_id]
-        score = by_id.loc[point.score_record_id]
+    for point in tradeoff.points.to_dict("records"):
+        profile = by_id[str(point["profile_record_id"])]
+        score = by_id[str(point["score_record_id"])]
         rows.append(
             {
-                "point": point.name,
-                "machine_id": point.machine_id,
-                "on_frontier": bool(point.on_frontier),
-                "profile_record_id": point.profile_record_id,
-                "score_record_id": point.score_record_id,
+                "point": point["name"],
+                "machine_id": point["machine_id"],
+                "on_frontier": bool(point["on_frontier"]),
+                "profile_record_id": point["profile_record_id"],
+                "score_record_id": point["score_record_id"],
                 "score_machine_id": score["machine_id"],
-                "profile_command": profile_command({**profile.to_dict(), "record_id": point.profile_record_id}),
-                "score_command": score_command(score.to_dict(), tradeoff.tasks),
+                "profile_command": profile_command(profile),
+                "score_command": score_command(score, tradeoff.tasks),
             }
         )
     return pd.DataFrame(rows)
@@ -150,44 +107,24 @@ def sweep_records_dir(sweep: str) -> Path:
     if Path(sweep).expanduser().is_dir():
         return Path(sweep).expanduser().resolve()
     known = sorted(path.name for path in results_dir().iterdir() if path.is_dir()) if results_dir().is_dir() else []
-    raise EmbedkitError(
+    raise UsageError(
         f"no results for sweep {sweep!r}: neither {named} nor ./{sweep} is a directory"
         + (f"; sweeps under {results_dir()}: {', '.join(known)}" if known else "; run `embedkit sweep FILE` first")
     )
 
 
-def require_kernel(kernel: str) -> None:
-    """EmbedkitError saying how to install the Jupyter kernel `kernel` when it is missing."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec(kernel)
-    except NoSuchKernel as error:
-        raise EmbedkitError(
-            f"the Jupyter kernel {kernel!r} is not installed: run `make env`, or "
-            f"`python -m ipykernel install --sys-prefix --name {kernel}` in embedkit's environment"
-        ) from error
-
-
-def execute_tradeoff(output: Path, parameters: Mapping[str, Any], kernel: str = KERNEL) -> dict[str, Any]:
-    """Run 04_tradeoff.ipynb into `output` with papermill; returns its scraps as plain data."""
+def execute_tradeoff(output: Path, parameters: Mapping[str, Any], kernel: str = defaults.KERNEL) -> dict[str, Any]:
+    """Run 04_tradeoff.ipynb into `output`; returns its scraps as plain data."""
     import papermill
     import scrapbook
 
     require_kernel(kernel)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # papermill rewrites its output after every cell: a partial file, published when the run ends.
-    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     try:
-        papermill.execute_notebook(
-            str(NOTEBOOK), str(partial), parameters=dict(parameters), kernel_name=kernel,
-            cwd=str(output.parent), progress_bar=False,
-        )  # fmt: skip
+        execute_notebook(project_file("notebooks", NOTEBOOK_NAME), output, parameters, kernel)
     except papermill.PapermillExecutionError as error:
-        raise EmbedkitError(f"{NOTEBOOK.name} failed: {error.ename}: {error.evalue} (executed notebook: {output})") from error
-    finally:
-        if partial.exists():
-            replace_atomically(partial, output)
+        raise NotebookFailedError(
+            f"{NOTEBOOK_NAME} failed: {error.ename}: {error.evalue} (executed notebook: {output})"
+        ) from error
     return {name: scrap.data for name, scrap in scrapbook.read_notebook(str(output)).scraps.items()}
 
 
@@ -235,18 +172,18 @@ def export_html(executed: Path, html: Path, title: str) -> Path:
 
 
 def run_report(
-    sweep: str = DEFAULT_SWEEP,
+    sweep: str = defaults.DEFAULT_SWEEP,
     *,
     metric: str = "latency",
     tasks: Sequence[str] | None = None,
     batch_size: int | None = None,
-    seq_bucket: str = "short",
-    kernel: str = KERNEL,
+    seq_bucket: str = defaults.DECISION_SEQ_BUCKET,
+    kernel: str = defaults.KERNEL,
 ) -> Report:
     """Execute the tradeoff notebook on a sweep's records and publish it; see the module docstring."""
     records_dir = sweep_records_dir(sweep)
     name = records_dir.name
-    executed = records_dir / NOTEBOOK.name
+    executed = records_dir / NOTEBOOK_NAME
     figures_dir = records_dir / FIGURES_DIR_NAME
     scraps = execute_tradeoff(
         executed,

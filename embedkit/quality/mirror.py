@@ -2,14 +2,13 @@
 
 Each reader maps one raw format exactly the way MTEB's own task reads that data set (the mirror
 README's "How MTEB reads these files"), and checks the row count MTEB uses, so a truncated or
-missing file fails loudly here instead of silently producing a different score. This module is
-plain standard library: it is also what the profiler and benchmark draw real sentences from.
+missing file fails loudly here instead of silently producing a different score. This module needs
+neither mteb nor datasets: it is also what the profiler and benchmark draw real sentences from.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import random
@@ -21,6 +20,7 @@ from typing import NamedTuple, TypeVar
 
 from embedkit.errors import LocalDataError, MissingDataFileError, RowCountError
 from embedkit.paths import data_dir
+from embedkit.system import file_sha256
 
 Record = TypeVar("Record")
 Row = TypeVar("Row")
@@ -133,7 +133,7 @@ def read_sick_r(root: Path | None = None) -> list[STSPair]:
 def read_semeval_sts(task: str, root: Path | None = None) -> list[STSPair]:
     """STS12-STS16: the scored pairs of one SemEval year (converted TSV, header line)."""
     if task not in SEMEVAL_STS_FILES:
-        raise KeyError(f"{task!r} is not a SemEval STS task; expected one of {sorted(SEMEVAL_STS_FILES)}")
+        raise LocalDataError(f"{task!r} is not an STS task of the local mirror; it holds {list(STS_TASKS)}")
     spec = SEMEVAL_STS_FILES[task]
     path = _required(root, spec, task)
     rows = _convert(path, _tsv_records(path), _sts_pair)
@@ -206,28 +206,27 @@ def read_banking77(root: Path | None = None) -> ClassificationData:
 def data_sha256(task: str, root: Path | None = None) -> dict[str, str]:
     """sha256 of each mirror file a task reads, keyed by its path inside the mirror (provenance)."""
     if task not in TASK_FILES:
-        raise KeyError(f"{task!r} is not in the local mirror; it holds {list(LOCAL_TASKS)}")
+        raise LocalDataError(f"{task!r} is not in the local mirror; it holds {list(LOCAL_TASKS)}")
     base = mirror_root(root)
     digests = {}
     for relative in TASK_FILES[task]:
         path = base / relative
         if not path.is_file():
             raise MissingDataFileError(f"{path} is missing (needed by MTEB's {task})")
-        digests[relative] = _file_sha256(path)
+        digests[relative] = file_sha256(path)
     return digests
 
 
-def sample_sentences(n: int, seed: int = 0, root: Path | None = None) -> list[str]:
-    """`n` distinct real sentences (STSBenchmark test), drawn reproducibly from `seed`.
+def sts_sentences(seed: int = 0, root: Path | None = None) -> list[str]:
+    """The distinct STSBenchmark test sentences (first-seen order over the pairs), shuffled by `seed`.
 
     Their lengths span short captions to long news sentences, which is what length-bucketed
-    latency measurements need.
+    latency measurements need; a prefix of the list is a reproducible sample.
     """
     pairs = read_stsbenchmark(root)
-    sentences = list(dict.fromkeys(s for pair in pairs for s in (pair.sentence1, pair.sentence2)))
-    if not 0 <= n <= len(sentences):
-        raise ValueError(f"can sample 0..{len(sentences)} distinct sentences, not {n}")
-    return random.Random(seed).sample(sentences, n)
+    sentences = list(dict.fromkeys(sentence for pair in pairs for sentence in (pair.sentence1, pair.sentence2)))
+    random.Random(seed).shuffle(sentences)
+    return sentences
 
 
 def _required(root: Path | None, spec: tuple[str, int], task: str) -> Path:
@@ -285,7 +284,7 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         yield from _complete_records(path, csv.DictReader(handle))
 
 
-def _complete_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, str]]]:
+def _complete_records(path: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, str]]]:
     # DictReader fills the columns a short (e.g. truncated) row lacks with None, and files a long
     # row's surplus under the key None (a stray tab shifts every later column): refuse both here,
     # before a None or a shifted field slips through as a sentence.
@@ -297,14 +296,14 @@ def _complete_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int,
         yield reader.line_num, record
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     with path.open(encoding="utf-8") as handle, _reading(path):
         for line_number, line in enumerate(handle, start=1):
             if line.strip():
                 yield line_number, _json_object(path, line_number, line)
 
 
-def _json_object(path: Path, line_number: int, line: str) -> dict:
+def _json_object(path: Path, line_number: int, line: str) -> dict[str, object]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -369,17 +368,9 @@ def _labelled_text(record: dict[str, str]) -> tuple[str, str]:
     return _text(record, "text"), _text(record, "category")
 
 
-def _document(record: dict) -> Document:
-    return Document(_identifier(record, "_id"), record.get("title") or "", _text(record, "text"))
+def _document(record: dict[str, object]) -> Document:
+    return Document(_identifier(record, "_id"), str(record.get("title") or ""), _text(record, "text"))
 
 
-def _query(record: dict) -> Query:
+def _query(record: dict[str, object]) -> Query:
     return Query(_identifier(record, "_id"), _text(record, "text"))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,19 +10,18 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import importlib.metadata
 import os
 import platform
 import re
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 
 from embedkit.paths import PROJECT_ROOT
+from embedkit.system import package_version, package_versions, utc_now
 
 # Distributions whose versions change results. The three onnxruntime builds install the same
 # module, so the one present tells which build measured; null means not installed.
@@ -47,18 +46,6 @@ RELEVANT_PACKAGES: tuple[str, ...] = (
 MACHINE_ID_ENV = "EMBEDKIT_MACHINE_ID"
 
 _GIT_TIMEOUT_S = 5.0
-
-
-def utc_now() -> str:
-    """Current UTC time as ISO 8601 with a Z suffix and microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def package_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _git(*args: str) -> str | None:
@@ -172,7 +159,7 @@ def _static_facts() -> dict[str, object]:
             "implementation": platform.python_implementation(),
             "executable": sys.executable,
         },
-        "packages": {name: package_version(name) for name in RELEVANT_PACKAGES},
+        "packages": package_versions(RELEVANT_PACKAGES),
         "onnxruntime": _onnxruntime_facts(),
         "cpu": {
             "model": cpu_model(),

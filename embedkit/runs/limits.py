@@ -22,8 +22,13 @@ from typing import Any
 import psutil
 from jupyter_client.manager import AsyncKernelManager
 
+from embedkit.system import tree_rss_mb
+
 POLL_SECONDS = 0.1
-_MB = 2**20
+# A limit is crossed when the value as reported (rounded to these digits) is over it: the failure
+# record then never shows a measured value at or under its ceiling.
+MEMORY_DIGITS = 1
+SECONDS_DIGITS = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class Limits:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
 
+NO_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class LimitExceeded:
     limit: str  # a Limits field name
@@ -59,24 +67,15 @@ class LimitExceeded:
     @property
     def message(self) -> str:
         if self.limit == "memory_mb":
-            return (f"memory ceiling of {self.ceiling:g} MB exceeded: the kernel and its child processes reached "
-                    f"{self.measured:.0f} MB resident; the run was stopped")
-        return f"time budget of {self.ceiling:g} s exceeded: the run was stopped after {self.measured:.1f} s"
+            return (
+                f"memory ceiling of {self.ceiling:g} MB exceeded: the kernel and its child processes reached "
+                f"{self.measured:g} MB resident; the run was stopped"
+            )
+        return f"time budget of {self.ceiling:g} s exceeded: the run was stopped after {self.measured:g} s"
 
     def to_error(self) -> dict[str, Any]:
         """The `error` of a failed run's run.json."""
         return {"type": "ResourceLimitExceeded", "message": self.message, **asdict(self)}
-
-
-def tree_rss_mb(process: psutil.Process) -> float:
-    """Resident memory of `process` and its descendants (shared pages counted in each: an upper bound)."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:  # exited between listing and reading
-            continue
-    return total / _MB
 
 
 def kill_tree(process: psutil.Process) -> None:
@@ -120,8 +119,12 @@ class KernelWatchdog:
                 super().__init__(**kwargs)
                 managers.append(self)
 
-        return {"kernel_manager_class": WatchedKernelManager, "on_notebook_start": self._kernel_ready,
-                "on_cell_start": self._cell_started, "on_cell_executed": self._cell_executed}
+        return {
+            "kernel_manager_class": WatchedKernelManager,
+            "on_notebook_start": self._kernel_ready,
+            "on_cell_start": self._cell_started,
+            "on_cell_executed": self._cell_executed,
+        }
 
     def _kernel_ready(self, **_: Any) -> None:
         self._ready_at = time.monotonic()
@@ -155,7 +158,9 @@ class KernelWatchdog:
     def _watch(self) -> None:
         while not self._stopped.wait(self.poll_seconds):
             kernel = self._kernel()
-            self.exceeded = None if kernel is None else self._check(kernel)
+            if kernel is None:
+                continue
+            self.exceeded = self._check(kernel)
             if self.exceeded is not None:
                 kill_tree(kernel)
                 return
@@ -165,9 +170,10 @@ class KernelWatchdog:
             self.peak_rss_mb = max(self.peak_rss_mb, tree_rss_mb(kernel))
         except psutil.NoSuchProcess:  # the kernel ended on its own; nbclient reports that
             return None
-        if self.limits.memory_mb is not None and self.peak_rss_mb > self.limits.memory_mb:
-            return LimitExceeded("memory_mb", self.limits.memory_mb, round(self.peak_rss_mb, 1))
-        elapsed = 0.0 if self._ready_at is None else time.monotonic() - self._ready_at
+        memory = round(self.peak_rss_mb, MEMORY_DIGITS)
+        if self.limits.memory_mb is not None and memory > self.limits.memory_mb:
+            return LimitExceeded("memory_mb", self.limits.memory_mb, memory)
+        elapsed = 0.0 if self._ready_at is None else round(time.monotonic() - self._ready_at, SECONDS_DIGITS)
         if self.limits.seconds is not None and self._cell_running and elapsed > self.limits.seconds:
-            return LimitExceeded("seconds", self.limits.seconds, round(elapsed, 2))
+            return LimitExceeded("seconds", self.limits.seconds, elapsed)
         return None

@@ -8,23 +8,23 @@ so validators accept the string spellings too (e.g. "a,b" for a list).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import jsonschema
 import numpy as np
 import pandas as pd
 
-from embedkit.errors import ParameterError
+from embedkit.errors import EmbedkitError, ParameterError
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
 Validator = Callable[[Any], Any]
-
-
 
 
 def check_parameters(**checks: tuple[Any, Validator]) -> SimpleNamespace:
@@ -112,6 +112,98 @@ def text_list(value: Any) -> list[str]:
     return [item.strip() for item in items]
 
 
+def flag(value: Any) -> bool:
+    """True or False, exactly."""
+    if not isinstance(value, bool):
+        raise ValueError("expected True or False")
+    return value
+
+
+def seconds(value: Any) -> float:
+    """A number of seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError("expected a number of seconds >= 0")
+    return float(value)
+
+
+def positive_seconds(value: Any) -> float:
+    """A number of seconds > 0."""
+    if seconds(value) == 0:
+        raise ValueError("expected a number of seconds > 0")
+    return float(value)
+
+
+def variant_names(value: Any) -> list[str]:
+    """A list of export variant names (embedkit.models.export.VARIANTS); a comma-separated string works."""
+    from embedkit.models.export import VARIANTS
+
+    names = text_list(value)
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; expected names from {VARIANTS}")
+    return names
+
+
+def provider_name(value: Any) -> str:
+    """An execution provider, short or full name: ONNX Runtime's full name."""
+    from embedkit.pipeline.providers import resolve_provider
+
+    try:
+        return resolve_provider(text(value))
+    except EmbedkitError as error:
+        raise ValueError(str(error)) from error
+
+
+def provider_options(value: Any) -> dict[str, Any]:
+    """A dict of provider option names to values."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError("expected a dict of provider option names to values")
+    return value
+
+
+def task_names(value: Any) -> list[str]:
+    """A list of MTEB task names that mteb knows (and the local data mirror holds, when one is set)."""
+    from embedkit.quality.tasks import get_task
+
+    names = text_list(value)
+    for name in names:
+        try:
+            get_task(name)
+        except EmbedkitError as error:
+            raise ValueError(str(error)) from error
+    return names
+
+
+def grid_axes(value: Any) -> dict[str, tuple[Any, ...]]:
+    """A profile grid's axes: a dict of axis key (embedkit.latency.grid.AXES) to a list of values, each
+    valid for its axis; every axis left out at its default. A JSON object string works (papermill `-p`),
+    and so does a comma-separated string of values."""
+    from embedkit.latency.grid import AXES, axis_values
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError as error:
+            raise ValueError(f"expected a dict of grid axes or its JSON text: {error}") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a dict of grid axes {[axis.key for axis in AXES]} to lists of values")
+    given = {}
+    for axis in AXES:
+        if axis.key not in value:
+            continue
+        items = value[axis.key]
+        items = [axis.parse(item.strip()) for item in items.split(",")] if isinstance(items, str) else items
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{axis.key}: expected a list of values")
+        for item in items:
+            problem = next(jsonschema.Draft202012Validator(axis.value_schema).iter_errors(item), None)
+            if problem is not None:
+                raise ValueError(f"{axis.key}: {problem.message}")
+        given[axis.key] = items
+    # axis_values names unknown axes, and an axis with no value or one value twice (a UsageError: a ValueError).
+    return axis_values({**value, **given})
+
+
 def existing_dir(value: Any) -> Path:
     """A directory that exists."""
     path = Path(text(value)).expanduser()
@@ -132,7 +224,7 @@ def table(frame: pd.DataFrame, *, code: Sequence[str] = (), precision: int = 4) 
 def jsonable_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A frame as a list of JSON-ready dicts (for `sb.glue`): NaN becomes None, numpy scalars become
     Python numbers, timestamps become ISO text."""
-    return [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict(orient="records")]
+    return [{str(key): _plain(value) for key, value in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def _plain(value: Any) -> Any:
