@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedkit.analysis import stats
+from embedkit import stats
 
 
 def test_summary_matches_numpy_in_milliseconds() -> None:

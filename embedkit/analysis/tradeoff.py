@@ -17,9 +17,9 @@ import pandas as pd
 
 from embedkit.analysis.decision import DecisionPolicy, decision_card
 from embedkit.analysis.profiles import point_name, profiles_at
-from embedkit.analysis.stats import between_point_intervals
 from embedkit.errors import CrossMachineError, UsageError
 from embedkit.results.scores import common_tasks, score_column, score_rows
+from embedkit.stats import between_point_intervals
 
 Metric = Literal["latency", "throughput"]
 METRICS: tuple[str, ...] = ("latency", "throughput")

@@ -24,13 +24,13 @@ import numpy as np
 from tqdm import tqdm
 
 from embedkit import defaults
-from embedkit.analysis.stats import ratio_with_ci
 from embedkit.errors import UsageError
 from embedkit.latency.sampling import StopRule, measure_timing_overhead, sample_until
 from embedkit.models.loading import load
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.session import OrtSession, SessionConfig
 from embedkit.quality.mirror import sts_sentences
+from embedkit.stats import ratio_with_ci
 from embedkit.system import rss_mb
 
 SINGLE_TEXT_TOKENS = 15  # the seed plan's single-sentence case, counting [CLS] and [SEP]

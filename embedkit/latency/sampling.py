@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedkit import defaults
-from embedkit.analysis import stats
+from embedkit import defaults, stats
 from embedkit.errors import UsageError
 from embedkit.latency.grid import Scenario
 from embedkit.pipeline.embedder import STAGES, Embedder, StageTimer

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.analysis import stats
+from embedkit import stats
 from embedkit.latency import placement
 from embedkit.latency.grid import Backend, GridPoint, Scenario
 from embedkit.latency.sampling import StopRule, WarmUp, call_ms, sample_rounds, sample_stages, warm_up

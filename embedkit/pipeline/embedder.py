@@ -22,17 +22,20 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedkit import defaults
 from embedkit.errors import TextTypeError, UnknownNameError, UsageError
-from embedkit.models.export import Variant
-from embedkit.models.specs import ModelSpec
 from embedkit.pipeline.pooling import pool
 from embedkit.pipeline.session import OrtSession
 from embedkit.pipeline.tokenizer import TokenizedBatch, Tokenizer, check_encodable
+
+if TYPE_CHECKING:
+    # The stages need none of the model's code; the embedder only carries its identity for describe().
+    from embedkit.models.export import Variant
+    from embedkit.models.specs import ModelSpec
 
 STAGES = ("tokenize", "feeds", "run", "pool")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.analysis import stats
+from embedkit import stats
 from embedkit.errors import InvalidRecordError
 
 SAMPLE_ENCODING = "f32le+zlib+base64"

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from embedkit.analysis import stats
+from embedkit import stats
 from embedkit.errors import InvalidRecordError, RecordVersionError, UnknownNameError
 from embedkit.pipeline.embedder import STAGES
 from embedkit.results.samples import SAMPLE_ENCODING, decode_samples
