@@ -11,6 +11,12 @@ export EMBEDKIT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data
 
 STAMP := $(VENV)/.embedkit-installed
 
+# jsonschema imports rfc3987-syntax whenever it is installed (Jupyter's jsonschema[format-nongpl] brings
+# it), and that module compiles a grammar at import: ~3.7 s in every process that validates a record or
+# a sweep file (each profile worker, each notebook kernel). embedkit checks no string formats, and
+# without it jsonschema only skips the IRI format, so the environments go without it.
+DROP_SLOW_IMPORTS := -m pip uninstall -q -y rfc3987-syntax
+
 # OpenVINO EP: onnxruntime-openvino installs the same `onnxruntime` module as onnxruntime, so it gets
 # its own venv; the profiler finds it by asking each environment's onnxruntime for its providers.
 OPENVINO_VENV ?= .venv-openvino
@@ -31,6 +37,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) $(DROP_SLOW_IMPORTS)
 	$(PY) -m ipykernel install --sys-prefix --name embedkit --display-name "embedkit"
 	touch $@
 
@@ -78,6 +85,7 @@ define accelerator_env
 	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install -q --upgrade pip
 	$(1)/bin/python -m pip install -q -c constraints.txt -e . ipykernel
+	$(1)/bin/python $(DROP_SLOW_IMPORTS)
 	$(1)/bin/python -m pip uninstall -q -y onnxruntime
 	$(1)/bin/python -m pip install -q -c constraints.txt $(2)
 	$(1)/bin/python -c "import onnxruntime as o, sys; sys.exit(0 if '$(5)' in o.get_available_providers() else f'$(2) lacks $(5): {o.get_available_providers()}')"

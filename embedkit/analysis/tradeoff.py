@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from embedkit import defaults
 from embedkit.analysis.decision import DecisionPolicy, decision_card
 from embedkit.analysis.profiles import point_name, profiles_at
 from embedkit.errors import CrossMachineError, UsageError
@@ -176,3 +177,21 @@ def _point_row(card_row: pd.Series, profile: pd.Series, metric: Metric, policy: 
         "profile_record_id": card_row["profile_record_id"],
         "score_record_id": card_row["score_record_id"],
     }
+
+
+def tradeoff_and_card(
+    frame: pd.DataFrame,
+    *,
+    metric: Metric = "latency",
+    tasks: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    seq_bucket: str = defaults.DECISION_SEQ_BUCKET,
+) -> tuple[Tradeoff, pd.DataFrame]:
+    """The report's two views of one frame: the tradeoff at the grid point, and the decision card over
+    the same tasks and sequence bucket. The card always judges batch `defaults.DECISION_BATCH_SIZE`:
+    its tiers are budgets for one text, whatever the plot's x axis."""
+    tradeoff = build_tradeoff(
+        frame, metric=metric, tasks=tasks, batch_size=batch_size, policy=DecisionPolicy(seq_bucket=seq_bucket)
+    )
+    card = decision_card(frame, DecisionPolicy(seq_bucket=seq_bucket, quality_tasks=tradeoff.tasks or None))
+    return tradeoff, card

@@ -20,6 +20,9 @@ __all__ = ["build_parser", "main", "split_model"]
 
 
 def _print_human(result: Result) -> None:
+    if "summary" in result:  # a verb that writes its answer for people says it whole
+        print(result["summary"])
+        return
     for key, value in result.items():
         if key == "embeddings":
             print(f"embeddings: {len(value)} x {len(value[0]) if value else 0}")

@@ -244,8 +244,11 @@ def demo_verb(args: argparse.Namespace) -> Result:
     A failed run (say, a provider that cannot compile a model) is a finding, not a crash: it is listed
     with its reason, and the report shows everything that did run.
     """
+    from embedkit.analysis.tradeoff import tradeoff_and_card
     from embedkit.paths import project_file
     from embedkit.publish.report import run_report
+    from embedkit.publish.summary import summary_text
+    from embedkit.results.tables import load_frame
     from embedkit.runs.sweep import run_sweep
 
     started = time.perf_counter()
@@ -253,7 +256,13 @@ def demo_verb(args: argparse.Namespace) -> Result:
         "experiments", f"{defaults.DEFAULT_SWEEP}.yaml")  # fmt: skip
     summary = run_sweep(sweep_file, force=args.force)
     report = run_report(summary.sweep)
+    failed = {o.run_id: o.error for o in summary.outcomes if o.state == "failed"}
+    wall_seconds = round(time.perf_counter() - started, 1)
+    # The words read the same records the report drew, through the same views.
+    tradeoff, card = tradeoff_and_card(load_frame(Path(report.records_dir)))
+    text = summary_text(report_html=report.html, figures=report.figures, tradeoff=tradeoff, card=card,
+                        failed=failed, skipped=summary.skipped_providers, wall_seconds=wall_seconds)  # fmt: skip
     return {"report": report.html, "figures": report.figures, "frontier": report.frontier, "points": report.n_points,
-            "runs": summary.counts(), "sweep_dir": summary.directory,
-            "failed": {o.run_id: o.error for o in summary.outcomes if o.state == "failed"},
-            "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            "runs": summary.counts(), "sweep_dir": summary.directory, "failed": failed,
+            "skipped_providers": summary.skipped_providers, "wall_seconds": wall_seconds,
+            "summary": text}  # fmt: skip

@@ -11,9 +11,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.manager import AsyncKernelManager
+
 from embedkit import defaults
 from embedkit.errors import KernelMissingError
 from embedkit.results.files import replace_atomically
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel on this machine that talks over Unix sockets (IPC), not TCP.
+
+    A local kernel needs no network port, and ipykernel warns on every TCP start that its traffic is
+    unencrypted: one line per run that would flood a sweep's terminal. Subclass this one to add to it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("transport", "ipc")
+        super().__init__(**kwargs)
 
 
 def partial_path(output: Path) -> Path:
@@ -45,7 +59,8 @@ def execute_notebook(
 
     papermill's exceptions (PapermillExecutionError for a failing cell) pass through to the caller,
     after the executed cells are published at `output`. `engine_options` go to nbclient (e.g. a
-    kernel manager class and cell hooks, as embedkit.runs.limits's watchdog uses).
+    kernel manager class, a LocalKernelManager by default, and cell hooks, as embedkit.runs.limits's
+    watchdog uses).
     """
     import papermill
 
@@ -59,7 +74,7 @@ def execute_notebook(
             kernel_name=kernel,
             cwd=str(output.parent),
             progress_bar=False,
-            **engine_options,
+            **{"kernel_manager_class": LocalKernelManager, **engine_options},
         )
     finally:
         if partial.exists():

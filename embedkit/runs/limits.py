@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import psutil
-from jupyter_client.manager import AsyncKernelManager
 
+from embedkit.runs.execution import LocalKernelManager
 from embedkit.system import tree_rss_mb
 
 POLL_SECONDS = 0.1
@@ -102,7 +102,7 @@ class KernelWatchdog:
         self.poll_seconds = poll_seconds
         self.exceeded: LimitExceeded | None = None
         self.peak_rss_mb = 0.0
-        self._managers: list[AsyncKernelManager] = []
+        self._managers: list[LocalKernelManager] = []
         self._ready_at: float | None = None
         self._cell_running = False
         self._stopped = threading.Event()
@@ -114,7 +114,7 @@ class KernelWatchdog:
 
         # A class per execution, because nbclient takes a kernel manager class and instantiates it itself;
         # letting nbclient own the manager keeps its normal shutdown and cleanup of the kernel.
-        class WatchedKernelManager(AsyncKernelManager):
+        class WatchedKernelManager(LocalKernelManager):
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
                 managers.append(self)
