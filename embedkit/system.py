@@ -1,11 +1,12 @@
 """Facts about this process and its files, each measured one way: a file's sha256, installed
-package versions, the UTC time as records write it, and resident memory."""
+package versions, the UTC time as records write it, resident memory, and whether the HF hub is off."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
 import importlib.metadata
+import os
 import resource
 import sys
 from collections.abc import Iterable
@@ -16,6 +17,11 @@ import psutil
 
 _MB = 2**20
 _READ_CHUNK = 1 << 20
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set (huggingface_hub's own reading of it): nothing may come from the hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def file_sha256(path: Path | str) -> str:

@@ -14,7 +14,7 @@ from records_factory import CPU, OPENVINO, profile_record, score_record
 from embedkit.analysis.decision import decision_card
 from embedkit.analysis.profiles import latency_samples, placement_table, stage_table
 from embedkit.analysis.tradeoff import Tradeoff, build_tradeoff
-from embedkit.publish import plots
+from embedkit.publish import labels, plots
 from embedkit.results.files import load_records
 from embedkit.results.samples import decode_samples
 from embedkit.results.tables import records_frame
@@ -25,10 +25,10 @@ from embedkit.runs import notebook as nb
 
 def test_pareto_plot_has_one_marker_with_both_error_bars_per_point(tradeoff: Tradeoff) -> None:
     figure = plots.plot_pareto(tradeoff)
-    axes = [ax for ax in figure.axes if ax.get_title()]
-    assert [ax.get_title().splitlines()[0] for ax in axes] == ["machine linux-box", "machine mac-m2"]
+    axes = [ax for ax in figure.axes if ax.get_title(loc="right")]
+    assert [ax.get_title(loc="right") for ax in axes] == ["linux-box", "mac-m2"]
     for ax in axes:
-        machine = ax.get_title().splitlines()[0].removeprefix("machine ")
+        machine = ax.get_title(loc="right")
         here = tradeoff.points[tradeoff.points["machine_id"] == machine].set_index("profile_record_id")
         containers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         markers = {container.lines[0].get_gid(): container for container in containers}
@@ -44,8 +44,8 @@ def test_pareto_plot_has_one_marker_with_both_error_bars_per_point(tradeoff: Tra
 
 def test_pareto_plot_draws_and_labels_each_machines_frontier(tradeoff: Tradeoff) -> None:
     figure = plots.plot_pareto(tradeoff)
-    for ax in (ax for ax in figure.axes if ax.get_title()):
-        machine = ax.get_title().splitlines()[0].removeprefix("machine ")
+    for ax in (ax for ax in figure.axes if ax.get_title(loc="right")):
+        machine = ax.get_title(loc="right")
         here = tradeoff.points[tradeoff.points["machine_id"] == machine]
         frontier = here[here["on_frontier"]].sort_values("x")
         (staircase,) = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
@@ -56,6 +56,21 @@ def test_pareto_plot_draws_and_labels_each_machines_frontier(tradeoff: Tradeoff)
         assert set(here["name"]) <= set(labels)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     assert {"CPU", "OpenVINO", "fp32", "O2", "int8", "int8-pc"} <= set(legend)
+
+
+def test_panels_are_titled_by_cpu_cores_and_runtime_build_with_the_id_in_small_print(tradeoff, frame) -> None:
+    titles = labels.machine_titles(frame)
+    newest = frame.sort_values("created_at").groupby("machine_id").last()
+    for machine, title in titles.items():
+        cpu, cores = newest.loc[machine, "provenance.cpu.model"], newest.loc[machine, "provenance.cpu.physical_cores"]
+        version = newest.loc[machine, "provenance.packages.onnxruntime"]
+        assert title == f"{cpu} · {int(cores)} cores\nonnxruntime {version}"
+    figure = plots.plot_pareto(tradeoff, titles)
+    panels = [ax for ax in figure.axes if ax.get_title(loc="right")]
+    assert [(ax.get_title(loc="left"), ax.get_title(loc="right")) for ax in panels] == [
+        (titles[machine], machine) for machine in ("linux-box", "mac-m2")
+    ]
+    assert panels[0]._right_title.get_fontsize() < panels[0]._left_title.get_fontsize()
 
 
 def test_axis_labels_name_the_grid_point_and_the_tasks(frame: pd.DataFrame) -> None:

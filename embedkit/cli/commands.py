@@ -249,13 +249,16 @@ def demo_verb(args: argparse.Namespace) -> Result:
     from embedkit.publish.report import run_report
     from embedkit.publish.summary import summary_text
     from embedkit.results.tables import load_frame
-    from embedkit.runs.sweep import run_sweep
+    from embedkit.runs.sweep import phase_bar, run_sweep
 
     started = time.perf_counter()
     sweep_file = existing(args.file, "--file", directory=False) if args.file else project_file(
         "experiments", f"{defaults.DEFAULT_SWEEP}.yaml")  # fmt: skip
     summary = run_sweep(sweep_file, force=args.force)
-    report = run_report(summary.sweep)
+    with phase_bar("report", 1) as progress:
+        progress.set_postfix_str("04_tradeoff.ipynb")
+        report = run_report(summary.sweep)
+        progress.update(1)
     failed = {o.run_id: o.error for o in summary.outcomes if o.state == "failed"}
     wall_seconds = round(time.perf_counter() - started, 1)
     # The words read the same records the report drew, through the same views.

@@ -29,7 +29,7 @@ from embedkit.latency.sampling import StopRule, measure_timing_overhead, sample_
 from embedkit.models.loading import load
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.session import OrtSession, SessionConfig
-from embedkit.quality.mirror import sts_sentences
+from embedkit.quality.sentences import benchmark_sentences
 from embedkit.stats import ratio_with_ci
 from embedkit.system import rss_mb
 
@@ -229,7 +229,7 @@ def run_bench(
     seed: int = 0,
     leak_calls: int = defaults.BENCH_LEAK_CALLS,
 ) -> dict[str, Any]:
-    sentences = sts_sentences(seed)
+    sentences = benchmark_sentences(seed).texts
     if not 0 <= n_sentences <= len(sentences):
         raise UsageError(f"can sample 0..{len(sentences)} distinct sentences, not {n_sentences}")
     texts = sentences[:n_sentences]

@@ -2,7 +2,8 @@
 
 A bucket names a token count (special tokens included, as the model sees them): short ≈ 16 (one
 sentence, the seed plan's single-text case), medium ≈ 64 (a short paragraph), long = the model's
-max_seq_length. Texts are STSBenchmark test sentences from the local data mirror: a sentence of
+max_seq_length. Texts are STSBenchmark test sentences (the local data mirror's, or the HF hub's
+without one: embedkit.quality.sentences): a sentence of
 exactly the target length is used as it is; otherwise whole sentences are joined, and the next one
 is cut at a word boundary, until the text reaches the target. Random token ids would skip the
 tokenizer's real work and the attention pattern of real text.
@@ -10,18 +11,17 @@ tokenizer's real work and the attention pattern of real text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from embedkit.errors import LocalDataError, UsageError
 from embedkit.pipeline.tokenizer import Tokenizer
-from embedkit.quality.mirror import data_sha256, sts_sentences
+from embedkit.quality.sentences import benchmark_sentences
 
 # Nominal token counts; None means the model's max_seq_length. Capped at max_seq_length.
 SEQ_BUCKETS: dict[str, int | None] = {"short": 16, "medium": 64, "long": None}
-SOURCE_TASK = "STSBenchmark"
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,11 @@ class BucketTexts:
     texts: tuple[str, ...]
     token_counts: tuple[int, ...]
     seed: int
+    provenance: Mapping[str, Any]  # where the sentences came from
 
-    def to_record(self, data_root: Path | None = None) -> dict[str, Any]:
+    def to_record(self) -> dict[str, Any]:
         return {
-            "source": f"{SOURCE_TASK} test sentences (local mirror)",
-            "data_sha256": data_sha256(SOURCE_TASK, data_root),
+            **self.provenance,
             "seed": self.seed,
             "target_tokens": self.target_tokens,
             "tokens_per_text": {"min": min(self.token_counts), "max": max(self.token_counts)},
@@ -89,13 +89,14 @@ def bucket_texts(
         raise UsageError(f"need at least one text, got {n_texts}")
     target = target_tokens(bucket, tokenizer.max_seq_length)
     count = token_counter(tokenizer)
-    sentences = sts_sentences(seed, data_root)
+    source = benchmark_sentences(seed, data_root)
+    sentences = source.texts
     texts = _exact_sentences(sentences, target, n_texts, count)
     used = set(texts)
     remaining = iter(s for s in sentences if s not in used)
     while len(texts) < n_texts:
         texts.append(fill_to(target, remaining, count))
-    return BucketTexts(bucket, target, tuple(texts), tuple(count(text) for text in texts), seed)
+    return BucketTexts(bucket, target, tuple(texts), tuple(count(text) for text in texts), seed, source.provenance)
 
 
 def _exact_sentences(sentences: Sequence[str], target: int, n_texts: int, count: Callable[[str], int]) -> list[str]:

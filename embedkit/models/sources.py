@@ -28,7 +28,7 @@ from typing import Any
 from embedkit.errors import ModelFileError, SourceUnavailableError
 from embedkit.models.specs import HubSource, LocalSource, ModelSpec, PipSource
 from embedkit.paths import child_path, models_dir
-from embedkit.system import file_sha256
+from embedkit.system import file_sha256, hub_offline
 
 _COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
 _TREE_SHA = ".embedkit-sha256"
@@ -201,7 +201,7 @@ def _hub_patterns(trust_remote_code: bool) -> list[str]:
 def _from_hub(source: HubSource, trust_remote_code: bool) -> Path:
     from huggingface_hub import snapshot_download
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    offline = hub_offline()
     try:
         return Path(
             snapshot_download(

@@ -1,18 +1,45 @@
-"""Where the Pareto plot's point labels go: each beside its point, clear of markers, error bars, the
-frontier's staircase and the labels already placed, with a leader line when it had to move."""
+"""Text on the figures: the machine panels' titles, and where the Pareto plot's point labels go (each
+beside its point, clear of markers, error bars, the frontier's staircase and the labels already
+placed, with a leader line when it had to move)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 from matplotlib.axes import Axes
+
+from embedkit.results.provenance import ONNXRUNTIME_BUILDS
 
 _LABEL_FONT_SIZE = 7.5
 _LABEL_GAP = 6.0  # points between a marker's centre and its label
 _MARKER_HALF = 5.0  # half a marker's size, in points
 Box = tuple[float, float, float, float]  # left, right, bottom, top in points
+
+
+def machine_titles(frame: pd.DataFrame) -> dict[str, str]:
+    """A title per machine of a records frame: CPU model, physical cores, the onnxruntime builds that
+    measured there (e.g. "Intel Xeon … · 2 cores · onnxruntime 1.23.2, onnxruntime-openvino 1.23.0")."""
+    titles = {}
+    for machine, group in frame.groupby("machine_id"):
+        newest = group.sort_values("created_at").iloc[-1]
+        cores = newest.get("provenance.cpu.physical_cores")
+        builds = sorted(
+            {f"{build} {version}" for build in ONNXRUNTIME_BUILDS
+             for version in group.get(f"provenance.packages.{build}", pd.Series(dtype=object)).dropna().unique()}
+        )  # fmt: skip
+        parts = [str(newest.get("provenance.cpu.model") or "unknown CPU")]
+        if cores is not None and not pd.isna(cores):
+            parts.append(f"{int(cores)} cores")
+        titles[str(machine)] = " · ".join(parts) + ("\n" + ", ".join(builds) if builds else "")
+    return titles
+
+
+def title_panel(ax: Axes, machine: str, titles: Mapping[str, str] | None) -> None:
+    """The panel's title for people, and the machine id in small print at its right."""
+    ax.set_title((titles or {}).get(machine, f"machine {machine}"), fontsize=9, loc="left")
+    ax.set_title(machine, fontsize=6, color="0.45", loc="right")
 
 
 def _overlaps(box: Box, others: Sequence[Box]) -> bool:

@@ -29,7 +29,7 @@ from embedkit.analysis.decision import DecisionPolicy
 from embedkit.analysis.tradeoff import Tradeoff
 from embedkit.errors import UsageError
 from embedkit.pipeline.providers import short_name
-from embedkit.publish.labels import label_points
+from embedkit.publish.labels import label_points, title_panel
 
 FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 PNG_DPI = 150
@@ -118,11 +118,7 @@ def _require_rows(table: pd.DataFrame, what: str) -> list[str]:
     return sorted(table["machine_id"].unique())
 
 
-def _machine_title(machine: str, cpu: str | None = None) -> str:
-    return f"machine {machine}" + (f"\n{cpu}" if cpu else "")
-
-
-def plot_pareto(tradeoff: Tradeoff) -> Figure:
+def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = None) -> Figure:
     """Quality against latency (or throughput), one panel per machine.
 
     Colour = provider, marker = variant, one marker per point with its x and y 95 % CIs as error
@@ -144,7 +140,7 @@ def plot_pareto(tradeoff: Tradeoff) -> Figure:
         if tradeoff.metric == "latency":
             _draw_latency_tiers(ax, tradeoff.policy)
         label_points(ax, here, tradeoff.minimize_x)
-        ax.set_title(_machine_title(machine, here["cpu"].iloc[0]), fontsize=9)
+        title_panel(ax, machine, machine_titles or {machine: str(here["cpu"].iloc[0])})
         ax.set_xlabel(x_label(tradeoff))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(y_label(tradeoff))
@@ -210,7 +206,7 @@ def _pareto_legend(points: pd.DataFrame, markers: Mapping[str, str]) -> list[Lin
     return [heading(_LEGEND_HEADINGS[0]), *providers, heading(_LEGEND_HEADINGS[1]), *variants, frontier]
 
 
-def plot_stages(table: pd.DataFrame) -> Figure:
+def plot_stages(table: pd.DataFrame, machine_titles: Mapping[str, str] | None = None) -> Figure:
     """Stacked bars of each profile record's p50 per stage, one panel per machine; a black tick
     marks the total's p50."""
     machines = _require_rows(table, "profile records at the grid point")
@@ -227,7 +223,7 @@ def plot_stages(table: pd.DataFrame) -> Figure:
                     linewidth=0.5, label=stage)  # fmt: skip
             left += widths
         ax.plot(here["total"], here["label"], linestyle="", marker="|", color="black", markersize=14, label="total p50")
-        ax.set_title(_machine_title(machine), fontsize=9)
+        title_panel(ax, machine, machine_titles)
         ax.set_xlabel("p50 latency per stage (ms)")
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
@@ -236,7 +232,7 @@ def plot_stages(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def plot_latency_cdf(samples: pd.DataFrame) -> Figure:
+def plot_latency_cdf(samples: pd.DataFrame, machine_titles: Mapping[str, str] | None = None) -> Figure:
     """Empirical CDF of each profile record's latency samples, colour = provider, one panel per machine."""
     machines = _require_rows(samples, "latency samples")
     figure, axes = _machine_columns(machines, (7.0, 4.5), sharey=True)
@@ -251,7 +247,7 @@ def plot_latency_cdf(samples: pd.DataFrame) -> Figure:
         ax.axhline(0.95, color="0.5", linestyle=":", linewidth=1)
         ax.annotate("P95", (0.0, 0.95), xycoords=("axes fraction", "data"), xytext=(3, 3), textcoords="offset points",
                     fontsize=7, color="0.4")  # fmt: skip
-        ax.set_title(_machine_title(machine), fontsize=9)
+        title_panel(ax, machine, machine_titles)
         ax.set_xlabel("latency (ms)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
@@ -259,7 +255,7 @@ def plot_latency_cdf(samples: pd.DataFrame) -> Figure:
     return figure
 
 
-def plot_placement(table: pd.DataFrame) -> Figure:
+def plot_placement(table: pd.DataFrame, machine_titles: Mapping[str, str] | None = None) -> Figure:
     """Share of nodes and of kernel time per executing provider, per profile record and machine."""
     machines = _require_rows(table, "placement of profile records at the grid point")
     bars = max(table.groupby("machine_id")["record_id"].nunique())
@@ -278,7 +274,7 @@ def plot_placement(table: pd.DataFrame) -> Figure:
                 left += pivot[provider].to_numpy()
             ax.set_xlim(0, 1)
             ax.set_xlabel("share of nodes" if column == "node_share" else "share of kernel time")
-            ax.set_title(_machine_title(machine), fontsize=9)
+            title_panel(ax, machine, machine_titles)
             ax.tick_params(axis="y", labelsize=8)
     handles = [Patch(color=provider_colour(p), label=f"ran on {short_name(p)}") for p in providers]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8)

@@ -223,8 +223,12 @@ def sts_sentences(seed: int = 0, root: Path | None = None) -> list[str]:
     Their lengths span short captions to long news sentences, which is what length-bucketed
     latency measurements need; a prefix of the list is a reproducible sample.
     """
-    pairs = read_stsbenchmark(root)
-    sentences = list(dict.fromkeys(sentence for pair in pairs for sentence in (pair.sentence1, pair.sentence2)))
+    return distinct_sentences(((pair.sentence1, pair.sentence2) for pair in read_stsbenchmark(root)), seed)
+
+
+def distinct_sentences(pairs: Iterable[tuple[str, str]], seed: int) -> list[str]:
+    """Each sentence of the pairs once (first-seen order), then shuffled by `seed`: wherever the pairs come from."""
+    sentences = list(dict.fromkeys(sentence for pair in pairs for sentence in pair))
     random.Random(seed).shuffle(sentences)
     return sentences
 

@@ -23,12 +23,11 @@ import psutil
 from embedkit.paths import PROJECT_ROOT
 from embedkit.system import package_version, package_versions, utc_now
 
-# Distributions whose versions change results. The three onnxruntime builds install the same
-# module, so the one present tells which build measured; null means not installed.
+# The onnxruntime builds: they install the same module, so the one present tells which build measured.
+ONNXRUNTIME_BUILDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-openvino", "onnxruntime-gpu")
+# Distributions whose versions change results; null means not installed.
 RELEVANT_PACKAGES: tuple[str, ...] = (
-    "onnxruntime",
-    "onnxruntime-openvino",
-    "onnxruntime-gpu",
+    *ONNXRUNTIME_BUILDS,
     "openvino",
     "onnx",
     "numpy",

@@ -18,11 +18,13 @@ from typing import Any
 from embedkit import defaults
 from embedkit.latency.grid import AXES
 from embedkit.paths import safe_name
-from embedkit.pipeline.providers import resolve_provider
+from embedkit.pipeline.providers import resolve_provider, short_name
 from embedkit.runs.limits import NO_LIMITS, Limits
 
 # The stage notebooks, in the order the sweep runs their phases.
 NOTEBOOKS = {"export": "01_export.ipynb", "quality": "03_quality.ipynb", "profile": "02_profile.ipynb"}
+# What each phase is called where people read it (progress bars, summaries).
+PHASES = {"export": "exports", "quality": "scoring", "profile": "profiles"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ class Run:
     @property
     def notebook(self) -> str:
         return NOTEBOOKS[self.stage]
+
+    @property
+    def label(self) -> str:
+        """What the run is, for people: stage, model:variant and provider."""
+        point = ":".join(str(self.parameters[k]) for k in ("model", "variant") if k in self.parameters)
+        provider = self.parameters.get("provider")
+        return f"{self.stage} {point}" + (f" · {short_name(provider)}" if provider else "")
 
     @property
     def run_id(self) -> str:

@@ -43,7 +43,7 @@ from embedkit.results.files import (
 from embedkit.runs.config import load_config
 from embedkit.runs.execution import execute_notebook, partial_path
 from embedkit.runs.limits import MEMORY_DIGITS, NO_LIMITS, KernelWatchdog, Limits
-from embedkit.runs.plan import NOTEBOOKS, Run, expand
+from embedkit.runs.plan import NOTEBOOKS, PHASES, Run, expand
 from embedkit.system import utc_now
 
 RUN_FILE = "run.json"
@@ -213,14 +213,13 @@ def run_sweep(
         else:
             pending.append(run)
     by_stage = {stage: [r for r in pending if r.stage == stage] for stage in NOTEBOOKS}
-    progress = tqdm(total=len(pending), desc=f"sweep {config['name']}", unit="run")
-    for run in by_stage["export"]:
-        outcomes[run.run_id] = _tick(progress, execute_run(run, _run_dir(sweep_dir, run), notebooks))
-    for outcome in _parallel(by_stage["quality"], sweep_dir, notebooks, scheduler, workers, progress):
-        outcomes[outcome.run_id] = outcome
-    for run in by_stage["profile"]:
-        outcomes[run.run_id] = _tick(progress, execute_run(run, _run_dir(sweep_dir, run), notebooks))
-    progress.close()
+    for stage, phase in PHASES.items():
+        with phase_bar(phase, len(by_stage[stage])) as progress:
+            if stage == "quality":  # on the cluster, side by side
+                runs_done = _parallel(by_stage[stage], sweep_dir, notebooks, scheduler, workers, progress)
+            else:  # one at a time: an export's files are needed later; a profile has the cores to itself
+                runs_done = [_serial(run, sweep_dir, notebooks, progress) for run in by_stage[stage]]
+            outcomes.update((outcome.run_id, outcome) for outcome in runs_done)
     return SweepSummary(config["name"], str(sweep_dir), [outcomes[r.run_id] for r in runs], skipped, quarantined)
 
 
@@ -228,9 +227,20 @@ def _run_dir(sweep_dir: Path, run: Run) -> Path:
     return child_path(sweep_dir, run.run_id)
 
 
+def phase_bar(phase: str, total: int) -> tqdm:
+    """One progress bar per phase (exports, scoring, profiles, report), on stderr; none for an empty phase."""
+    return tqdm(total=total, desc=f"{phase:<8}", unit="run", disable=not total, dynamic_ncols=True)
+
+
+def _serial(run: Run, sweep_dir: Path, notebooks_dir: Path, progress: tqdm) -> RunOutcome:
+    progress.set_postfix_str(run.label)
+    return _tick(progress, execute_run(run, _run_dir(sweep_dir, run), notebooks_dir))
+
+
 def _tick(progress: tqdm, outcome: RunOutcome) -> RunOutcome:
     progress.update(1)
-    progress.set_postfix_str(f"{outcome.state}: {outcome.run_id[:40]}")
+    if outcome.state == "failed":
+        progress.write(f"failed: {outcome.run_id}: {(outcome.error or {}).get('type')}")
     return outcome
 
 
@@ -263,6 +273,7 @@ def _parallel(runs: list[Run], sweep_dir: Path, notebooks_dir: Path, scheduler: 
             futures = [client.submit(execute_run, run, _run_dir(sweep_dir, run), notebooks_dir, execution,
                                      key=run.run_id, pure=False) for run in runs]  # fmt: skip
             run_of = {run.run_id: run for run in runs}
+            progress.set_postfix_str(f"{min(len(runs), workers)} in flight")
             return [_tick(progress, _outcome_of(future, run_of[future.key], sweep_dir, execution))
                     for future in as_completed(futures)]  # fmt: skip
     finally:
