@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
-from matplotlib.text import Annotation
 from records_factory import CPU, OPENVINO, profile_record, score_record
 
 from embedkit.analysis.decision import decision_card
@@ -51,7 +50,7 @@ def test_pareto_plot_draws_and_labels_each_machines_frontier(tradeoff: Tradeoff)
         (staircase,) = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
         assert list(staircase.get_xdata()) == frontier["x"].tolist()
         assert list(staircase.get_ydata()) == frontier["quality"].tolist()
-        labels = {text.get_text(): text.get_fontweight() for text in ax.texts if isinstance(text, Annotation)}
+        labels = {text.get_text(): text.get_fontweight() for text in ax.texts if text.get_gid()}
         assert {name for name, weight in labels.items() if weight == "bold"} == set(frontier["name"])
         assert set(here["name"]) <= set(labels)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
@@ -201,3 +200,49 @@ def test_parameters_are_converted() -> None:
 def test_jsonable_rows_are_plain_json() -> None:
     frame = pd.DataFrame({"a": [np.int64(1), np.int64(2)], "b": [np.nan, 0.5], "c": [[np.float32(1.5)], None]})
     assert nb.jsonable_rows(frame) == [{"a": 1, "b": None, "c": [1.5]}, {"a": 2, "b": 0.5, "c": None}]
+
+
+def _crowded_points(n: int = 10) -> pd.DataFrame:
+    """Points in a tight cluster, some nearly on top of each other, with long names."""
+    rng = np.random.default_rng(7)
+    x = 4.0 + rng.uniform(0.0, 1.2, n)
+    quality = 0.75 + rng.uniform(0.0, 0.01, n)
+    x[1], quality[1] = x[0] + 0.01, quality[0] + 0.0002  # two points almost on one spot
+    return pd.DataFrame(
+        {"x": x, "quality": quality, "name": [f"all-MiniLM-L6-v2:variant{i} · CPU" for i in range(n)],
+         "on_frontier": [i % 3 == 0 for i in range(n)], "profile_record_id": [f"profile-{i}" for i in range(n)]}
+    )  # fmt: skip
+
+
+def test_crowded_labels_stay_off_other_markers_and_lead_to_their_own():
+    from matplotlib.figure import Figure
+
+    points = _crowded_points()
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    ax = figure.subplots()
+    ax.plot(points["x"], points["quality"], "o", markersize=8)
+    ax.margins(0.15)
+    labels.label_points(ax, points, minimize_x=True)
+    renderer = figure._get_renderer()
+    centres = {row.profile_record_id: ax.transData.transform((row.x, row.quality)) for row in points.itertuples()}
+    marker_radius = 4.0 * figure.dpi / 72.0  # markersize 8 points across
+    texts = {text.get_gid(): text for text in ax.texts if text.get_gid()}
+    assert sorted(texts) == sorted(points["profile_record_id"])
+    for gid, text in texts.items():
+        box = text.get_window_extent(renderer)
+        for other, (cx, cy) in centres.items():
+            if other == gid:
+                continue
+            nearest_x, nearest_y = min(max(cx, box.x0), box.x1), min(max(cy, box.y0), box.y1)
+            assert np.hypot(cx - nearest_x, cy - nearest_y) >= marker_radius, (gid, "covers", other)
+    leaders = [patch for patch in ax.patches if patch.get_gid()]
+    for leader in leaders:
+        end = ax.transData.transform(leader._posA_posB[1])  # posB: where the leader points, in data coordinates
+        assert np.allclose(end, centres[leader.get_gid()], atol=0.5)
+    # A label without a leader sits beside its own marker.
+    led = {leader.get_gid() for leader in leaders}
+    for gid, text in texts.items():
+        if gid not in led:
+            box = text.get_window_extent(renderer)
+            cx, cy = centres[gid]
+            assert np.hypot(cx - min(max(cx, box.x0), box.x1), cy - min(max(cy, box.y0), box.y1)) < 12.0

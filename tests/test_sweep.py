@@ -206,3 +206,56 @@ def test_a_listed_record_that_no_longer_validates_makes_the_run_incomplete(tmp_p
     (run_dir / "r.record.json").write_text(json.dumps({"schema_version": 1, "kind": "score"}))
     (run_dir / RUN_FILE).write_text(json.dumps({"state": "done", "records": ["r.record.json"]}))
     assert check_run(run_dir) == (False, [])
+
+
+ROUNDS = (
+    "name: rounds\n"
+    + TWO_VARIANTS_SCORED.replace("tasks: [STSBenchmark]", "tasks: [STSBenchmark, SciFact]")
+    + "profile:\n  batch_sizes: [1, 32]\nfirst_report:\n  batch_sizes: [1]\n  tasks: [STSBenchmark]\n"
+)
+
+
+def test_a_first_report_section_makes_round_1_of_its_batch_sizes_and_tasks(tmp_path):
+    runs = expand(load_config(_sweep_file(tmp_path, ROUNDS)), ["CPU"])
+    shape = [(r.round, r.stage, r.parameters.get("tasks"), r.parameters.get("grid")) for r in runs]
+    assert shape == [
+        (1, "export", None, None),
+        (1, "quality", ["STSBenchmark"], None),
+        (1, "quality", ["STSBenchmark"], None),
+        (1, "profile", None, {"batch_sizes": [1]}),
+        (1, "profile", None, {"batch_sizes": [1]}),
+        # Round 2 scores every task: each variant ends with one complete score record.
+        (2, "quality", ["STSBenchmark", "SciFact"], None),
+        (2, "quality", ["STSBenchmark", "SciFact"], None),
+        (2, "profile", None, {"batch_sizes": [32]}),
+        (2, "profile", None, {"batch_sizes": [32]}),
+    ]
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_a_first_report_names_only_the_sweeps_own_batch_sizes_and_tasks(tmp_path):
+    bad = ROUNDS.replace("first_report:\n  batch_sizes: [1]", "first_report:\n  batch_sizes: [8]")
+    with pytest.raises(SweepConfigError, match=r"first_report\.batch_sizes\.0: 8 is not among the sweep's"):
+        load_config(_sweep_file(tmp_path, bad))
+
+
+@pytest.mark.slow
+def test_round_1_is_done_and_reported_before_round_2_starts(tmp_path):
+    notebooks = stand_ins(tmp_path / "notebooks", quality=(WRITE_SCORE_RECORD,),
+                          profile=('import scrapbook as sb\nsb.glue("records", [])',))  # fmt: skip
+    config = _sweep_file(tmp_path, ROUNDS)
+    seen = []
+
+    def first_report(summary, pending):
+        sweep_dir = Path(summary.directory)
+        seen.append((summary.counts(), sorted(run.round for run in pending),
+                     [(sweep_dir / run.run_id / RUN_FILE).exists() for run in pending]))  # fmt: skip
+
+    summary = run_sweep(
+        config, notebooks_dir=notebooks, output_root=tmp_path / "results", after_first_round=first_report
+    )
+    assert seen == [({"done": 5, "skipped": 0, "failed": 0}, [2, 2, 2, 2], [False] * 4)]
+    assert summary.counts() == {"done": 9, "skipped": 0, "failed": 0}
+    # Everything done: a rerun has no round 2 left, so no first report either.
+    again = run_sweep(config, notebooks_dir=notebooks, output_root=tmp_path / "results", after_first_round=first_report)
+    assert again.counts() == {"done": 0, "skipped": 9, "failed": 0} and len(seen) == 1

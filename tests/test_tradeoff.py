@@ -113,3 +113,19 @@ def test_points_without_a_score_are_left_out_and_tasks_must_overlap() -> None:
     disjoint = [*scored, score_record({"BIOSSES": 0.8}, variant="O3")]
     with pytest.raises(ValueError, match="share no task"):
         build_tradeoff(records_frame(disjoint))
+
+
+def test_a_variant_scored_in_rounds_counts_with_its_complete_record() -> None:
+    every = {"STSBenchmark": 0.8, "SciFact": 0.6}
+    records = [
+        profile_record(9.0, seed=22),
+        profile_record(5.0, variant="int8", seed=23),
+        score_record({"STSBenchmark": 0.8}),  # round 1: STS only
+        score_record(every),  # round 2: every task
+        score_record({"STSBenchmark": 0.79, "SciFact": 0.58}, variant="int8"),
+    ]
+    tradeoff = build_tradeoff(records_frame(records))
+    assert tradeoff.tasks == ("STSBenchmark", "SciFact")
+    assert _by_name(tradeoff.points)["quality"].to_dict() == pytest.approx(
+        {"all-MiniLM-L6-v2:fp32 · CPU": 0.7, "all-MiniLM-L6-v2:int8 · CPU": 0.685}
+    )

@@ -121,11 +121,10 @@ def sweep_verb(args: argparse.Namespace) -> Result:
     from embedkit.runs.limits import Limits
     from embedkit.runs.sweep import run_sweep
 
-    notebooks = {} if args.notebooks is None else {"notebooks_dir": existing(args.notebooks, "--notebooks",
-                                                                               directory=True)}  # fmt: skip
+    notebooks = None if args.notebooks is None else existing(args.notebooks, "--notebooks", directory=True)
     summary = run_sweep(existing(args.file, "sweep file", directory=False), force=args.force,
                         scheduler=args.scheduler, workers=args.workers, limits=Limits(args.memory_mb, args.seconds),
-                        **notebooks)  # fmt: skip
+                        notebooks_dir=notebooks)  # fmt: skip
     return summary.to_dict()
 
 
@@ -238,34 +237,55 @@ def report_verb(args: argparse.Namespace) -> Result:
     return report.to_dict()
 
 
+def _publish(sweep: str, pending: list[Any]) -> Any:
+    """The sweep's report, drawn now under a progress bar; `pending`: runs still to come (an interim report)."""
+    from embedkit.publish.report import run_report
+    from embedkit.runs.sweep import phase_bar
+
+    with phase_bar("report", 1) as progress:
+        progress.set_postfix_str("interim: first round done" if pending else "complete")
+        report = run_report(sweep, pending_runs=[run.label for run in pending])
+        progress.update(1)
+    if pending:
+        progress.write(
+            f"First report: {report.html} ({len(pending)} runs still to come; drawn again after them)", file=sys.stderr
+        )
+    return report
+
+
 def demo_verb(args: argparse.Namespace) -> Result:
     """The main job: the default sweep, then its report; says where the report and figures are.
 
-    A failed run (say, a provider that cannot compile a model) is a finding, not a crash: it is listed
-    with its reason, and the report shows everything that did run.
+    A sweep file with a `first_report` section publishes a first report when its round 1 is done and
+    the complete one at the end. A failed run (say, a provider that cannot compile a model) is a
+    finding, not a crash: it is listed with its reason, and the report shows everything that did run.
     """
     from embedkit.analysis.tradeoff import tradeoff_and_card
     from embedkit.paths import project_file
-    from embedkit.publish.report import run_report
     from embedkit.publish.summary import summary_text
     from embedkit.results.tables import load_frame
-    from embedkit.runs.sweep import phase_bar, run_sweep
+    from embedkit.runs.sweep import run_sweep
 
     started = time.perf_counter()
     sweep_file = existing(args.file, "--file", directory=False) if args.file else project_file(
         "experiments", f"{defaults.DEFAULT_SWEEP}.yaml")  # fmt: skip
-    summary = run_sweep(sweep_file, force=args.force)
-    with phase_bar("report", 1) as progress:
-        progress.set_postfix_str("04_tradeoff.ipynb")
-        report = run_report(summary.sweep)
-        progress.update(1)
+    first_report_seconds: list[float] = []
+
+    def first_report(so_far: Any, pending: list[Any]) -> None:
+        _publish(so_far.sweep, pending)
+        first_report_seconds.append(round(time.perf_counter() - started, 1))
+
+    summary = run_sweep(sweep_file, force=args.force, after_first_round=first_report)
+    report = _publish(summary.sweep, [])
     failed = {o.run_id: o.error for o in summary.outcomes if o.state == "failed"}
     wall_seconds = round(time.perf_counter() - started, 1)
     # The words read the same records the report drew, through the same views.
     tradeoff, card = tradeoff_and_card(load_frame(Path(report.records_dir)))
     text = summary_text(report_html=report.html, figures=report.figures, tradeoff=tradeoff, card=card,
-                        failed=failed, skipped=summary.skipped_providers, wall_seconds=wall_seconds)  # fmt: skip
+                        failed=failed, skipped=summary.skipped_providers, wall_seconds=wall_seconds,
+                        first_report_seconds=first_report_seconds[0] if first_report_seconds else None)  # fmt: skip
     return {"report": report.html, "figures": report.figures, "frontier": report.frontier, "points": report.n_points,
             "runs": summary.counts(), "sweep_dir": summary.directory, "failed": failed,
             "skipped_providers": summary.skipped_providers, "wall_seconds": wall_seconds,
+            "first_report_seconds": first_report_seconds[0] if first_report_seconds else None,
             "summary": text}  # fmt: skip

@@ -93,6 +93,7 @@ class Report:
     figures: dict[str, dict[str, str]]
     n_points: int
     frontier: dict[str, list[str]]
+    pending_runs: list[str]  # runs of the sweep not in it yet: an interim report when not empty
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,8 +180,12 @@ def run_report(
     batch_size: int | None = None,
     seq_bucket: str = defaults.DECISION_SEQ_BUCKET,
     kernel: str = defaults.KERNEL,
+    pending_runs: Sequence[str] = (),
 ) -> Report:
-    """Execute the tradeoff notebook on a sweep's records and publish it; see the module docstring."""
+    """Execute the tradeoff notebook on a sweep's records and publish it; see the module docstring.
+
+    `pending_runs`: labels of the sweep's runs still to come; the report says it is interim and names them.
+    """
     records_dir = sweep_records_dir(sweep)
     name = records_dir.name
     executed = records_dir / NOTEBOOK_NAME
@@ -195,6 +200,7 @@ def run_report(
             "tasks": list(tasks or []),
             "batch_size": batch_size,
             "seq_bucket": seq_bucket,
+            "pending_runs": list(pending_runs),
         },
         kernel,
     )
@@ -207,4 +213,5 @@ def run_report(
         figures=scraps["figures"],
         n_points=scraps["n_points"],
         frontier=scraps["frontier"],
+        pending_runs=scraps["pending_runs"],
     )

@@ -90,6 +90,7 @@ def summary_text(
     failed: Mapping[str, Mapping[str, Any] | None],
     skipped: Mapping[str, str] | None = None,
     wall_seconds: float | None = None,
+    first_report_seconds: float | None = None,
 ) -> str:
     """What `embedkit demo` prints for a person at the end."""
     lines = [f"Report: {report_html}"]
@@ -101,6 +102,8 @@ def summary_text(
     if skipped:
         lines += ["", "Providers left out:", *(f"  {name}: {why}" for name, why in skipped.items())]
     lines += ["", f"Failed runs: {len(failed)}", *failure_lines(failed)]
+    if first_report_seconds is not None:
+        lines.append(f"First report after {first_report_seconds / 60:.1f} min.")
     if wall_seconds is not None:
         lines.append(f"Done in {wall_seconds / 60:.1f} min.")
     return "\n".join(lines)

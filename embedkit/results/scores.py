@@ -43,9 +43,15 @@ def score_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def common_tasks(frame: pd.DataFrame) -> tuple[str, ...]:
-    """Tasks scored by every score record in `frame`, sorted; () when there are no score records."""
-    task_sets = [set(scored_tasks(row)) for _, row in score_rows(frame).iterrows()]
-    return tuple(sorted(set.intersection(*task_sets))) if task_sets else ()
+    """Tasks that every scored model variant has in one record (its most complete), sorted; () when
+    there are no score records. A variant scored in rounds (STS first, every task later) counts with its
+    complete record, not with the partial one it had first."""
+    most_complete: dict[tuple[str, str], set[str]] = {}
+    for _, row in score_rows(frame).iterrows():
+        key, tasks = (str(row["model"]), str(row["variant"])), set(scored_tasks(row))
+        if len(tasks) > len(most_complete.get(key, set())):
+            most_complete[key] = tasks
+    return tuple(sorted(set.intersection(*most_complete.values()))) if most_complete else ()
 
 
 def mean_score(row: Mapping[str, Any] | pd.Series, tasks: Iterable[str]) -> float:

@@ -72,6 +72,13 @@ SWEEP_SCHEMA: dict[str, Any] = {
                 "limits": _LIMITS,
             },
         },
+        # What a first report needs, run as round 1 before the rest of the sweep (embedkit.runs.plan).
+        "first_report": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {"batch_sizes": _AXIS_VALUES["batch_sizes"], "tasks": _STRINGS},
+        },
         "quality": {
             "type": "object",
             "additionalProperties": False,
@@ -172,6 +179,7 @@ def _reference_problems(config: Any) -> list[_Problem]:
         for index, name in enumerate(config.get("quality", {}).get("providers", []))
     ]
     named_elsewhere += [(("provider_options", name), name) for name in config.get("provider_options", {})]
+    problems += _first_report_problems(config)
     for where, name in named_elsewhere:
         try:
             known = resolve_provider(name)
@@ -181,6 +189,21 @@ def _reference_problems(config: Any) -> list[_Problem]:
         if known not in listed:
             problems.append(_Problem(where, f"{name!r} is not among providers or optional_providers"))
     return problems
+
+
+def _first_report_problems(config: Any) -> list[_Problem]:
+    """A first report names some of the sweep's own batch sizes and tasks, not others."""
+    first = config.get("first_report", {})
+    known = {
+        "batch_sizes": config.get("profile", {}).get("batch_sizes", list(defaults.PROFILE_BATCH_SIZES)),
+        "tasks": config.get("quality", {}).get("tasks", []),
+    }
+    return [
+        _Problem(("first_report", key, index), f"{value!r} is not among the sweep's {key} {known[key]}")
+        for key in ("batch_sizes", "tasks")
+        for index, value in enumerate(first.get(key, []))
+        if value not in known[key]
+    ]
 
 
 def _line(root: yaml.Node | None, path: tuple[str | int, ...]) -> int:

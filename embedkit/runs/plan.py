@@ -2,7 +2,10 @@
 
 Every model is exported first (one run per model, all its variants); then, for every variant and
 provider, a quality run (when the file names tasks) and a profile run (when it has a `profile`
-section). A profile run hands notebooks/02_profile.ipynb the grid's axes as one `grid` parameter
+section). A `first_report` section (batch sizes and tasks) makes two rounds: round 1 profiles only
+its batch sizes and scores only its tasks, so that a first report can be drawn early; round 2 profiles
+the other batch sizes and scores every task (each variant's round-2 score record is complete, and the
+embedding cache spares it re-encoding round 1's texts where a variant embeds independently of batch). A profile run hands notebooks/02_profile.ipynb the grid's axes as one `grid` parameter
 (axis key -> values, the keys of embedkit.latency.grid.AXES); an axis the file leaves out takes its
 default there.
 """
@@ -33,6 +36,8 @@ class Run:
     parameters: dict[str, Any]
     # How the run is guarded, not what it measures: not part of its id, so new limits do not redo done runs.
     limits: Limits = field(default=NO_LIMITS, compare=False)
+    # When it runs: round 1 feeds the first report, round 2 completes the sweep (see the module docstring).
+    round: int = field(default=1, compare=False)
 
     @property
     def notebook(self) -> str:
@@ -60,13 +65,31 @@ def profile_parameters(section: dict[str, Any]) -> dict[str, Any]:
     return {"grid": grid, **measurement}
 
 
+def _rounds_of_grid(profile: dict[str, Any], first: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The profile parameters per round: the first report's batch sizes in round 1, the others in round 2."""
+    if "batch_sizes" not in first:
+        return [(1, profile)]
+    every = profile["grid"].get("batch_sizes", list(defaults.PROFILE_BATCH_SIZES))
+    early = [size for size in every if size in first["batch_sizes"]]
+    late = [size for size in every if size not in first["batch_sizes"]]
+    return [(number, {**profile, "grid": {**profile["grid"], "batch_sizes": sizes}})
+            for number, sizes in ((1, early), (2, late)) if sizes]  # fmt: skip
+
+
+def _rounds_of_tasks(tasks: list[str], first: dict[str, Any]) -> list[tuple[int, list[str]]]:
+    """The tasks per round: the first report's in round 1, then all of them (one complete record)."""
+    early = [task for task in tasks if task in first.get("tasks", tasks)]
+    return [(1, early)] if early == tasks else [(1, early), (2, tasks)]
+
+
 def expand(config: dict[str, Any], providers: Iterable[str], limits: Limits = NO_LIMITS) -> list[Run]:
-    """Every run of the sweep, for the given (available) providers, in phase order.
+    """Every run of the sweep, for the given (available) providers, in round and phase order.
 
     A run's limits: the file's top-level `limits`, overridden by its section's, overridden by `limits`
     (the command line's)."""
     chosen = [resolve_provider(p) for p in providers]
-    profile = profile_parameters(config["profile"]) if config.get("profile") else None
+    first = config.get("first_report", {})
+    profiles = _rounds_of_grid(profile_parameters(config["profile"]), first) if config.get("profile") else []
     quality = config.get("quality", {})
     options = {resolve_provider(k): v for k, v in config.get("provider_options", {}).items()}
     scored = {resolve_provider(p) for p in quality.get("providers", chosen)}
@@ -75,6 +98,7 @@ def expand(config: dict[str, Any], providers: Iterable[str], limits: Limits = NO
         stage: every_run.overridden_by(Limits.from_config(config.get(stage, {}).get("limits"))).overridden_by(limits)
         for stage in NOTEBOOKS
     }
+    scoring = {"force": quality.get("force", False), "batch_size": quality.get("batch_size", defaults.BATCH_SIZE)}
     runs: list[Run] = []
     for model in config["models"]:
         variants = model.get("variants", [defaults.DEFAULT_VARIANT])
@@ -84,9 +108,8 @@ def expand(config: dict[str, Any], providers: Iterable[str], limits: Limits = NO
                 point = {"model": model["name"], "variant": variant, "provider": provider,
                          "provider_options": options.get(provider, {})}  # fmt: skip
                 if quality.get("tasks") and provider in scored:
-                    scoring = {"tasks": quality["tasks"], "force": quality.get("force", False),
-                               "batch_size": quality.get("batch_size", defaults.BATCH_SIZE)}  # fmt: skip
-                    runs.append(Run("quality", {**point, **scoring}, limits_of["quality"]))
-                if profile is not None:
-                    runs.append(Run("profile", {**point, **profile}, limits_of["profile"]))
-    return sorted(runs, key=lambda run: list(NOTEBOOKS).index(run.stage))
+                    runs += [Run("quality", {**point, "tasks": tasks, **scoring}, limits_of["quality"], number)
+                             for number, tasks in _rounds_of_tasks(quality["tasks"], first)]  # fmt: skip
+                runs += [Run("profile", {**point, **profile}, limits_of["profile"], number)
+                         for number, profile in profiles]  # fmt: skip
+    return sorted(runs, key=lambda run: (run.round, list(NOTEBOOKS).index(run.stage)))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,9 @@ class SweepSummary:
                 "quarantined": [entry.to_dict() for entry in self.quarantined]}  # fmt: skip
 
 
+Interim = Callable[["SweepSummary", list[Run]], None]
+
+
 def run_sweep(
     config_path: Path,
     *,
@@ -189,12 +193,15 @@ def run_sweep(
     notebooks_dir: Path | None = None,
     output_root: Path | None = None,
     limits: Limits = NO_LIMITS,
+    after_first_round: Interim | None = None,
 ) -> SweepSummary:
     """Every run of the sweep file at `config_path` that is not complete yet (all of them with `force`).
 
     `notebooks_dir`: the stage notebooks (default: embedkit's own); `output_root`: the directory that
     holds `<sweep>/` (default: embedkit.paths.results_dir()); `scheduler`: a dask scheduler's address
-    for the quality runs (default: a LocalCluster of `workers` processes).
+    for the quality runs (default: a LocalCluster of `workers` processes). `after_first_round`: called
+    with the summary so far and the runs still to come, when round 1 is over and round 2 has work left
+    (e.g. to publish a first report).
     """
     config = load_config(config_path)
     notebooks = notebooks_dir or project_files_dir("notebooks")
@@ -212,6 +219,23 @@ def run_sweep(
             outcomes[run.run_id] = RunOutcome(run.run_id, run.stage, "skipped", _listed_records(run_dir))
         else:
             pending.append(run)
+
+    def summary() -> SweepSummary:
+        done = [outcomes[run.run_id] for run in runs if run.run_id in outcomes]
+        return SweepSummary(config["name"], str(sweep_dir), done, skipped, quarantined)
+
+    for number in sorted({run.round for run in runs}):
+        later = [run for run in pending if run.round > number]
+        _run_round([run for run in pending if run.round == number], outcomes, sweep_dir, notebooks, scheduler,
+                   workers)  # fmt: skip
+        if number == 1 and later and after_first_round is not None:
+            after_first_round(summary(), later)
+    return summary()
+
+
+def _run_round(pending: list[Run], outcomes: dict[str, RunOutcome], sweep_dir: Path, notebooks: Path,
+               scheduler: str | None, workers: int) -> None:  # fmt: skip
+    """One round's runs, phase by phase, each phase with its progress bar; outcomes go into `outcomes`."""
     by_stage = {stage: [r for r in pending if r.stage == stage] for stage in NOTEBOOKS}
     for stage, phase in PHASES.items():
         with phase_bar(phase, len(by_stage[stage])) as progress:
@@ -220,7 +244,6 @@ def run_sweep(
             else:  # one at a time: an export's files are needed later; a profile has the cores to itself
                 runs_done = [_serial(run, sweep_dir, notebooks, progress) for run in by_stage[stage]]
             outcomes.update((outcome.run_id, outcome) for outcome in runs_done)
-    return SweepSummary(config["name"], str(sweep_dir), [outcomes[r.run_id] for r in runs], skipped, quarantined)
 
 
 def _run_dir(sweep_dir: Path, run: Run) -> Path:
@@ -240,7 +263,7 @@ def _serial(run: Run, sweep_dir: Path, notebooks_dir: Path, progress: tqdm) -> R
 def _tick(progress: tqdm, outcome: RunOutcome) -> RunOutcome:
     progress.update(1)
     if outcome.state == "failed":
-        progress.write(f"failed: {outcome.run_id}: {(outcome.error or {}).get('type')}")
+        progress.write(f"failed: {outcome.run_id}: {(outcome.error or {}).get('type')}", file=sys.stderr)
     return outcome
 
 
