@@ -209,7 +209,8 @@ def _crowded_points(n: int = 10) -> pd.DataFrame:
     quality = 0.75 + rng.uniform(0.0, 0.01, n)
     x[1], quality[1] = x[0] + 0.01, quality[0] + 0.0002  # two points almost on one spot
     return pd.DataFrame(
-        {"x": x, "quality": quality, "name": [f"all-MiniLM-L6-v2:variant{i} · CPU" for i in range(n)],
+        {"x": x, "quality": quality, "x_low": x - 0.04, "x_high": x + 0.05, "quality_low": quality - 0.0006,
+         "quality_high": quality + 0.0005, "name": [f"all-MiniLM-L6-v2:variant{i} · CPU" for i in range(n)],
          "on_frontier": [i % 3 == 0 for i in range(n)], "profile_record_id": [f"profile-{i}" for i in range(n)]}
     )  # fmt: skip
 

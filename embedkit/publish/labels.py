@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
@@ -15,7 +16,7 @@ from embedkit.results.provenance import ONNXRUNTIME_BUILDS
 _LABEL_FONT_SIZE = 7.5
 # How far adjustText keeps labels from each other and from the markers (1 = touching), and the
 # shortest move that gets a leader line (points): a label nearer than that sits beside its marker.
-_LABEL_EXPAND = (1.15, 1.5)
+_LABEL_EXPAND = (1.2, 1.8)
 _LEADER_MIN_POINTS = 8.0
 # A fixed number of iterations, not adjustText's default one-second budget: the same records give the
 # same figure, whatever the machine's speed.
@@ -48,13 +49,23 @@ def title_panel(ax: Axes, machine: str, titles: Mapping[str, str] | None) -> Non
 
 
 def _avoided(points: pd.DataFrame, minimize_x: bool) -> tuple[list[float], list[float]]:
-    """What labels keep clear of, in data coordinates: every marker, and the frontier staircase's corners."""
-    xs, ys = points["x"].astype(float).tolist(), points["quality"].astype(float).tolist()
+    """What labels keep clear of, in data coordinates: every marker, its error bars (ends and halfway),
+    and the frontier staircase (corners and the middle of each step)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for row in points[["x", "quality", "x_low", "x_high", "quality_low", "quality_high"]].to_numpy(dtype=float):
+        x, y, x_low, x_high, y_low, y_high = row
+        for ax_, ay in ((x, y), (x_low, y), (x_high, y), ((x + x_low) / 2, y), ((x + x_high) / 2, y),
+                        (x, y_low), (x, y_high), (x, (y + y_low) / 2), (x, (y + y_high) / 2)):  # fmt: skip
+            if np.isfinite(ax_) and np.isfinite(ay):
+                xs.append(float(ax_))
+                ys.append(float(ay))
     frontier = points[points["on_frontier"].astype(bool)].sort_values("x")[["x", "quality"]].to_numpy(dtype=float)
     for (x0, y0), (x1, y1) in itertools.pairwise(frontier):
         corner = (x1, y0) if minimize_x else (x0, y1)
-        xs.append(corner[0])
-        ys.append(corner[1])
+        for px, py in (corner, ((x0 + x1) / 2, corner[1]), (corner[0], (y0 + y1) / 2)):
+            xs.append(float(px))
+            ys.append(float(py))
     return xs, ys
 
 
