@@ -32,6 +32,7 @@ SWEEP_PARAMETERS = {
     "batch_size",
     "threads",
     "out_dir",
+    "shared_results_dir",
 }
 
 

@@ -245,6 +245,23 @@ def test_variants_whose_embeddings_depend_on_the_batch_are_not_cached(mirror: Pa
     assert score(HashingEmbedder(), ["BIOSSES"]).embedding_cache is True
 
 
+def test_a_task_held_for_this_exact_variant_is_reused_only_when_asked(mirror: Path, tmp_path: Path) -> None:
+    dynamic_int8 = HashingEmbedder(ops={"DynamicQuantizeLinear": 12, "MatMulInteger": 36})  # never cached
+    shared = tmp_path / "mteb"
+    first = score(dynamic_int8, ["BIOSSES"], output_dir=shared, reuse_results=True)
+    assert first.tasks["BIOSSES"].reused_result is False and first.tasks["BIOSSES"].texts_encoded > 0
+    second = score(dynamic_int8, ["BIOSSES", "STSBenchmark"], output_dir=shared, reuse_results=True)
+    biosses, sts = second.tasks["BIOSSES"], second.tasks["STSBenchmark"]
+    # mteb's result files keep six decimals: the reused score is the stored one.
+    assert biosses.reused_result and biosses.texts_requested == 0
+    assert biosses.main_score == pytest.approx(first.scores["BIOSSES"], abs=1e-6)
+    assert not sts.reused_result and sts.texts_encoded > 0
+    rescored = score(dynamic_int8, ["BIOSSES"], output_dir=shared)  # the default re-scores
+    assert rescored.tasks["BIOSSES"].reused_result is False and rescored.tasks["BIOSSES"].texts_encoded > 0
+    other = HashingEmbedder(ops={"DynamicQuantizeLinear": 12, "MatMulInteger": 36}, sha256="f" * 64)
+    assert score(other, ["BIOSSES"], output_dir=shared, reuse_results=True).tasks["BIOSSES"].reused_result is False
+
+
 def test_failed_parity_is_refused_unless_forced(mirror: Path) -> None:
     failing = HashingEmbedder(parity={"passed": False, "max_abs_diff": 0.2})
     with pytest.raises(ParityError, match="parity"):

@@ -256,6 +256,11 @@ def test_round_1_is_done_and_reported_before_round_2_starts(tmp_path):
     )
     assert seen == [({"done": 5, "skipped": 0, "failed": 0}, [2, 2, 2, 2], [False] * 4)]
     assert summary.counts() == {"done": 9, "skipped": 0, "failed": 0}
+    # The quality runs share the sweep's mteb results tree: round 2 takes what round 1 scored.
+    quality = [o for o in summary.outcomes if o.stage == "quality"]
+    shared = {json.loads((Path(summary.directory) / o.run_id / RUN_FILE).read_text())["execution"].get(
+        "shared_results_dir") for o in quality}  # fmt: skip
+    assert shared == {str(Path(summary.directory) / "mteb")}
     # Everything done: a rerun has no round 2 left, so no first report either.
     again = run_sweep(config, notebooks_dir=notebooks, output_root=tmp_path / "results", after_first_round=first_report)
     assert again.counts() == {"done": 0, "skipped": 9, "failed": 0} and len(seen) == 1

@@ -48,6 +48,8 @@ class TaskScore:
     texts_encoded: int
     mteb_scores: dict[str, list[Mapping[str, Any]]]  # every metric mteb computed: split -> per-subset scores
     provenance: dict[str, Any]
+    # The result came from an earlier evaluation of this exact variant and provider (see `score`).
+    reused_result: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class ScoreResult:
                     "task": task.task,
                     "metric": task.main_score_name,
                     "score": task.main_score,
+                    "reused_result": task.reused_result,
                     "wall_seconds": task.wall_seconds,
                     "encode_seconds": task.encode_seconds,
                     "texts_requested": task.texts_requested,
@@ -133,6 +136,7 @@ def score(
     output_dir: Path | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     use_cache: bool = True,
+    reuse_results: bool = False,
 ) -> ScoreResult:
     """Score `embedder` on mteb tasks (names, or mteb task objects) through `mteb.evaluate`.
 
@@ -143,6 +147,10 @@ def score(
     everything, e.g. to time pure encoding or to re-verify a record. Variants whose embeddings depend
     on their batch (dynamic int8) are never cached: their scores depend on which texts share a batch,
     so they are reproducible only when every run batches the same texts the same way.
+    `reuse_results`: a task whose result mteb already holds under `output_dir` for this model meta
+    (its revision names the variant's sha256 and the provider) is taken from there, by mteb's own
+    "only-missing" strategy, and its score says `reused_result`; a sweep's rounds use it so that a
+    task scored in round 1 is not scored again in round 2.
     """
     parity_failed = not require_parity(embedder.variant, force)
     parity = dict(embedder.variant.parity) if embedder.variant.parity is not None else None
@@ -153,7 +161,7 @@ def score(
     model_provenance = _model_provenance(encoder)
     try:
         scores = {
-            task.metadata.name: _score_task(evaluated, task, result_cache, batch_size, model_provenance)
+            task.metadata.name: _score_task(evaluated, task, result_cache, batch_size, model_provenance, reuse_results)
             for task in _resolve_tasks(tasks)
         }
     finally:
@@ -186,21 +194,27 @@ def _score_task(
     result_cache: mteb.ResultCache,
     batch_size: int,
     model_provenance: dict[str, Any],
+    reuse_result: bool = False,
 ) -> TaskScore:
     name = task.metadata.name
     before = model.stats
+    held = (
+        reuse_result and result_cache.get_task_result_path(task_name=name, model_name=model.mteb_model_meta).is_file()
+    )
     started = time.perf_counter()
     model_result = mteb.evaluate(
         model,
         task,
         cache=result_cache,
-        overwrite_strategy="always",  # every call re-scores; the embedding cache makes that cheap
+        # Otherwise every call re-scores (the embedding cache makes that cheap where it applies).
+        overwrite_strategy="only-missing" if reuse_result else "always",
         encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
         show_progress_bar=False,
         co2_tracker=False,
     )
     wall_seconds = time.perf_counter() - started
     spent = model.stats.since(before)
+    reused = held and spent.texts_requested == 0  # mteb took the result it held: nothing was encoded
     (task_result,) = model_result.task_results
     result_path = result_cache.get_task_result_path(task_name=name, model_name=model.mteb_model_meta)
     dataset = _dataset_provenance(task)
@@ -225,6 +239,7 @@ def _score_task(
             "dataset": dataset,
             **model_provenance,
         },
+        reused_result=reused,
     )
 
 

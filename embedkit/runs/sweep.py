@@ -50,6 +50,7 @@ from embedkit.system import utc_now
 RUN_FILE = "run.json"
 EXECUTED = "executed.ipynb"
 PARTIAL = partial_path(Path(EXECUTED)).name
+SHARED_RESULTS = "mteb"  # the sweep's mteb results tree, beside its run dirs
 
 
 @dataclass
@@ -227,20 +228,20 @@ def run_sweep(
     for number in sorted({run.round for run in runs}):
         later = [run for run in pending if run.round > number]
         _run_round([run for run in pending if run.round == number], outcomes, sweep_dir, notebooks, scheduler,
-                   workers)  # fmt: skip
+                   workers, force)  # fmt: skip
         if number == 1 and later and after_first_round is not None:
             after_first_round(summary(), later)
     return summary()
 
 
 def _run_round(pending: list[Run], outcomes: dict[str, RunOutcome], sweep_dir: Path, notebooks: Path,
-               scheduler: str | None, workers: int) -> None:  # fmt: skip
+               scheduler: str | None, workers: int, force: bool) -> None:  # fmt: skip
     """One round's runs, phase by phase, each phase with its progress bar; outcomes go into `outcomes`."""
     by_stage = {stage: [r for r in pending if r.stage == stage] for stage in NOTEBOOKS}
     for stage, phase in PHASES.items():
         with phase_bar(phase, len(by_stage[stage])) as progress:
             if stage == "quality":  # on the cluster, side by side
-                runs_done = _parallel(by_stage[stage], sweep_dir, notebooks, scheduler, workers, progress)
+                runs_done = _parallel(by_stage[stage], sweep_dir, notebooks, scheduler, workers, progress, not force)
             else:  # one at a time: an export's files are needed later; a profile has the cores to itself
                 runs_done = [_serial(run, sweep_dir, notebooks, progress) for run in by_stage[stage]]
             outcomes.update((outcome.run_id, outcome) for outcome in runs_done)
@@ -273,12 +274,13 @@ def _listed_records(run_dir: Path) -> list[str]:
 
 
 def _parallel(runs: list[Run], sweep_dir: Path, notebooks_dir: Path, scheduler: str | None, workers: int,
-              progress: tqdm) -> list[RunOutcome]:  # fmt: skip
+              progress: tqdm, reuse_results: bool) -> list[RunOutcome]:  # fmt: skip
     """Runs on a dask cluster: the given scheduler, or a LocalCluster of `workers` processes on loopback.
 
     On a LocalCluster each run gets its share of this machine's cores as ONNX Runtime threads: runs
     side by side that each take every core contend for them. Another cluster's machines are unknown
-    here: their runs keep the default.
+    here: their runs keep the default. With `reuse_results` the runs share one mteb results tree
+    (`<sweep>/mteb`), so that a task scored for a variant in round 1 is taken from there in round 2.
 
     A run whose worker dies is rescheduled by dask on another worker (up to its `allowed-failures`);
     a run that dask gives up on (KilledWorker, a lost connection, ...) is a failed outcome with that
@@ -290,7 +292,11 @@ def _parallel(runs: list[Run], sweep_dir: Path, notebooks_dir: Path, scheduler: 
 
     cluster = None if scheduler else LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)  # fmt: skip
-    execution = {} if scheduler else {"threads": max(1, (psutil.cpu_count(logical=False) or 1) // workers)}
+    execution: dict[str, Any] = (
+        {} if scheduler else {"threads": max(1, (psutil.cpu_count(logical=False) or 1) // workers)}
+    )
+    if reuse_results:  # one mteb results tree for the sweep: a round-2 run takes round 1's task results
+        execution["shared_results_dir"] = str(sweep_dir / SHARED_RESULTS)
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(execute_run, run, _run_dir(sweep_dir, run), notebooks_dir, execution,
