@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 CONFIDENCE = 0.95
@@ -237,4 +239,8 @@ def between_point_intervals(
     picks = np.random.default_rng(seed).integers(0, n_tasks, size=(resamples, n_tasks))
     replicates = adjusted[:, picks].mean(axis=2)
     low, high = _interval(replicates, confidence).T
+    # pandas only here: profile workers in the accelerator environments, which carry the core
+    # dependencies only, import this module for their percentiles.
+    import pandas as pd
+
     return pd.DataFrame({"low": low, "high": high}, index=task_scores.index)

@@ -57,3 +57,16 @@ def test_constraints_pin_every_requirement_and_the_known_resolution():
 def test_makefile_installs_torch_before_the_rest():
     makefile = (REPO / "Makefile").read_text()
     assert makefile.index("constraints.txt torch") < makefile.index('-e ".[$(EXTRAS)]"')
+
+
+def test_the_profile_worker_needs_only_the_core_dependencies():
+    # The accelerator environments (make openvino-env, cuda-env) install embedkit's core dependencies
+    # only, and run the profile worker there: none of the extras may be imported on its way.
+    import subprocess
+    import sys
+
+    extras = ["pandas", "matplotlib", "mteb", "torch", "transformers", "optimum", "datasets", "papermill"]
+    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in extras)
+    code = f"import sys; {blocked}; import embedkit.latency.worker"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
