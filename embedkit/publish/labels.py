@@ -16,11 +16,12 @@ from embedkit.results.provenance import ONNXRUNTIME_BUILDS
 _LABEL_FONT_SIZE = 7.5
 # How far adjustText keeps labels from each other and from the markers (1 = touching), and the
 # shortest move that gets a leader line (points): a label nearer than that sits beside its marker.
-_LABEL_EXPAND = (1.2, 1.8)
+_LABEL_EXPAND = (1.25, 2.0)
+_LABEL_FORCE = (0.3, 0.6)  # how hard labels push off each other and off what they must keep clear of
 _LEADER_MIN_POINTS = 8.0
 # A fixed number of iterations, not adjustText's default one-second budget: the same records give the
 # same figure, whatever the machine's speed.
-_LABEL_ITERATIONS = 300
+_LABEL_ITERATIONS = 500
 _LEADER_STYLE = {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6, "shrinkA": 1, "shrinkB": 4}
 
 
@@ -76,8 +77,11 @@ def label_points(ax: Axes, points: pd.DataFrame, minimize_x: bool) -> None:
     from adjustText import adjust_text
 
     ax.autoscale_view()
+    # One provider in the panel: its colour says it (the legend), so the labels need not.
+    one_provider = "provider" in points and points["provider"].nunique() == 1
     texts = [
-        ax.text(point["x"], point["quality"], point["name"], fontsize=_LABEL_FONT_SIZE,
+        ax.text(point["x"], point["quality"], f"{point['model']}:{point['variant']}" if one_provider else point["name"],
+                fontsize=_LABEL_FONT_SIZE,
                 fontweight="bold" if point["on_frontier"] else "normal",
                 color="black" if point["on_frontier"] else "0.4", gid=point["profile_record_id"], zorder=4)
         for _, point in points.iterrows()
@@ -88,7 +92,8 @@ def label_points(ax: Axes, points: pd.DataFrame, minimize_x: bool) -> None:
     leader_pixels = _LEADER_MIN_POINTS * ax.figure.dpi / 72.0
     _, leaders = adjust_text(
         texts, x=xs, y=ys, target_x=points["x"].tolist(), target_y=points["quality"].tolist(), ax=ax,
-        expand=_LABEL_EXPAND, ensure_inside_axes=True, iter_lim=_LABEL_ITERATIONS, time_lim=None, min_arrow_len=leader_pixels, arrowprops=_LEADER_STYLE,
+        expand=_LABEL_EXPAND, force_text=_LABEL_FORCE, force_static=_LABEL_FORCE, ensure_inside_axes=True,
+        iter_lim=_LABEL_ITERATIONS, time_lim=None, min_arrow_len=leader_pixels, arrowprops=_LEADER_STYLE,
     )  # fmt: skip
     for leader in leaders:
         leader.set_gid(leader.patchA.get_gid())
