@@ -48,7 +48,12 @@ class Run:
         """What the run is, for people: stage, model:variant and provider."""
         point = ":".join(str(self.parameters[k]) for k in ("model", "variant") if k in self.parameters)
         provider = self.parameters.get("provider")
-        return f"{self.stage} {point}" + (f" · {short_name(provider)}" if provider else "")
+        detail = [short_name(provider)] if provider else []
+        if "batch_sizes" in self.parameters.get("grid", {}):
+            detail.append("batch " + "/".join(map(str, self.parameters["grid"]["batch_sizes"])))
+        if "tasks" in self.parameters:
+            detail.append(", ".join(self.parameters["tasks"]))
+        return " · ".join([f"{self.stage} {point}", *detail])
 
     @property
     def run_id(self) -> str:
