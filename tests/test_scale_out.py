@@ -168,8 +168,10 @@ def test_quality_runs_go_to_the_workers_of_a_cluster_started_by_its_cli(tmp_path
     for outcome in (o for o in summary.outcomes if o.stage == "quality"):
         scraps = _assert_done_with_a_valid_record(summary, outcome)
         assert scraps["parent_pid"] in worker_pids  # ran on a worker, not in this process
-        # Another cluster's cores are unknown here: no share of them is passed to the run.
-        assert json.loads((Path(summary.directory) / outcome.run_id / RUN_FILE).read_text())["execution"] == {}
+        # Another cluster's cores are unknown here: no share of them is passed to the run; it scores into
+        # the sweep's shared mteb tree.
+        execution = json.loads((Path(summary.directory) / outcome.run_id / RUN_FILE).read_text())["execution"]
+        assert execution == {"shared_results_dir": str(Path(summary.directory) / "mteb")}
 
 
 def _hold_first_attempt(claim: Path, hold: Path) -> str:
