@@ -57,7 +57,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: the browser test will be skipped"
 
-# The demo compares providers: it builds the OpenVINO environment too (about 30 s); when that cannot
+# The demo compares providers: it builds the OpenVINO environment too (once); when that cannot
 # install, it says so in one line and goes on with CPU.
 demo: $(STAMP)
 	@$(MAKE) --no-print-directory -s openvino-env >/dev/null 2>&1 \

@@ -20,8 +20,9 @@ _READ_CHUNK = 1 << 20
 
 
 def hub_offline() -> bool:
-    """HF_HUB_OFFLINE is set (huggingface_hub's own reading of it): nothing may come from the hub."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no", "off")
+    """HF_HUB_OFFLINE is set, read as huggingface_hub reads it (1, ON, YES or TRUE): nothing may come
+    from the hub. Read now, not at import, so that a process can change it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def file_sha256(path: Path | str) -> str:

@@ -58,3 +58,14 @@ def test_an_unreachable_hub_names_its_cause_and_both_ways(no_mirror):
     no_mirror.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(LocalDataError, match=r"ConnectionError: no route.*EMBEDKIT_DATA.*HF hub"):
         benchmark_sentences()
+
+
+@pytest.mark.parametrize(("value", "offline"), [("1", True), ("yes", True), ("ON", True), ("true", True),
+                                                ("0", False), ("", False), ("false", False), ("maybe", False)])  # fmt: skip
+def test_hub_offline_reads_the_switch_as_huggingface_hub_does(monkeypatch, value, offline):
+    from huggingface_hub.constants import _is_true
+
+    from embedkit.system import hub_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_offline() is offline is _is_true(value)

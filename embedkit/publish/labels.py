@@ -26,8 +26,8 @@ _LEADER_STYLE = {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6, "shrinkA"
 
 
 def machine_titles(frame: pd.DataFrame) -> dict[str, str]:
-    """A title per machine of a records frame: CPU model, physical cores, the onnxruntime builds that
-    measured there (e.g. "Intel Xeon … · 2 cores · onnxruntime 1.23.2, onnxruntime-openvino 1.23.0")."""
+    """A title per machine of a records frame: CPU model and physical cores, then on a second line the
+    onnxruntime builds that measured there (e.g. "AMD EPYC · 2 cores\nonnxruntime 1.32.0")."""
     titles = {}
     for machine, group in frame.groupby("machine_id"):
         newest = group.sort_values("created_at").iloc[-1]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from embedkit import defaults
 from embedkit.analysis.tradeoff import Tradeoff
 from embedkit.pipeline.providers import short_name
+from embedkit.results.scores import REFERENCE_VARIANT
 
 
 def _x_text(tradeoff: Tradeoff, x: float) -> str:
@@ -36,7 +36,7 @@ def _reference_of(points: pd.DataFrame, point: pd.Series) -> pd.Series | None:
         (points["machine_id"] == point["machine_id"])
         & (points["model"] == point["model"])
         & (points["provider"] == point["provider"])
-        & (points["variant"] == defaults.DEFAULT_VARIANT)
+        & (points["variant"] == REFERENCE_VARIANT)
     ]
     if same.empty or same.index[0] == point.name:
         return None

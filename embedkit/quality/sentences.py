@@ -4,7 +4,7 @@ reads), so that `profile` and `bench` work for a user who has the hub and no mir
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ class Sentences:
     """Distinct sentences in a seeded order, and where they came from (a record's `workload` says it)."""
 
     texts: list[str]
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any]
 
 
 def benchmark_sentences(seed: int = 0, root: Path | None = None) -> Sentences:

@@ -4,8 +4,9 @@ Every model is exported first (one run per model, all its variants); then, for e
 provider, a quality run (when the file names tasks) and a profile run (when it has a `profile`
 section). A `first_report` section (batch sizes and tasks) makes two rounds: round 1 profiles only
 its batch sizes and scores only its tasks, so that a first report can be drawn early; round 2 profiles
-the other batch sizes and scores every task (each variant's round-2 score record is complete, and the
-embedding cache spares it re-encoding round 1's texts where a variant embeds independently of batch). A profile run hands notebooks/02_profile.ipynb the grid's axes as one `grid` parameter
+the other batch sizes and scores every task, so that each variant ends with one complete score record
+(the sweep hands its quality runs one mteb results tree, from which round 2 takes round 1's tasks).
+A profile run hands notebooks/02_profile.ipynb the grid's axes as one `grid` parameter
 (axis key -> values, the keys of embedkit.latency.grid.AXES); an axis the file leaves out takes its
 default there.
 """

@@ -241,7 +241,9 @@ def _run_round(pending: list[Run], outcomes: dict[str, RunOutcome], sweep_dir: P
     for stage, phase in PHASES.items():
         with phase_bar(phase, len(by_stage[stage])) as progress:
             if stage == "quality":  # on the cluster, side by side
-                runs_done = _parallel(by_stage[stage], sweep_dir, notebooks, scheduler, workers, progress, not force)
+                runs_done = _parallel(
+                    by_stage[stage], sweep_dir, notebooks, scheduler, workers, progress, reuse_results=not force
+                )  # a forced rerun scores everything again
             else:  # one at a time: an export's files are needed later; a profile has the cores to itself
                 runs_done = [_serial(run, sweep_dir, notebooks, progress) for run in by_stage[stage]]
             outcomes.update((outcome.run_id, outcome) for outcome in runs_done)
