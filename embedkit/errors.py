@@ -65,6 +65,11 @@ class RowCountError(LocalDataError):
     """A file has a different number of rows than the MTEB task uses."""
 
 
+class RandomWeightsError(UsageError):
+    """A quality verb (score, verify, parity) asked of a model with random weights (an architecture
+    twin): its latency is the real model's, its embeddings mean nothing."""
+
+
 class ParityError(EmbedkitError, RuntimeError):
     """A variant failed the parity gate and the caller did not force its use."""
 
