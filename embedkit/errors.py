@@ -70,6 +70,11 @@ class RandomWeightsError(UsageError):
     twin): its latency is the real model's, its embeddings mean nothing."""
 
 
+class VariantUnavailableError(UsageError):
+    """A variant that cannot be produced for this model (e.g. O1–O4 of an architecture optimum's
+    ORTOptimizer does not know); the message says why and what exists instead."""
+
+
 class ParityError(EmbedkitError, RuntimeError):
     """A variant failed the parity gate and the caller did not force its use."""
 

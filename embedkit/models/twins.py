@@ -103,34 +103,40 @@ def refuse_random(spec: Any, verb: str) -> None:
 
 def build_twin(name: str, seed: int = defaults.TWIN_SEED) -> Path:
     """The twin's sentence-transformers checkpoint directory, built on first use."""
-    config_dir = bundled_config(name)
     target = child_path(models_dir(), "twins", f"{name}-{config_sha256(name)[:16]}", f"seed-{seed}")
     if (target / COMPLETE_MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
         staging = Path(scratch) / "out"
-        config = read_json(config_dir / "config.json", "bundled model config")
-        _save_random_model(config_dir, seed, staging)
-        for relative in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(config_dir / relative, staging / relative)
-        (staging / "2_Normalize").mkdir()
-        tokenizer = _write_tokenizer(config, config_dir, staging)
-        facts = {
-            "model": name,
-            "seed": seed,
-            "config_sha256": config_sha256(name),
-            "tokenizer": tokenizer,
-            "weights_sha256": file_sha256(staging / "model.safetensors"),
-            "libraries": package_versions(TWIN_LIBRARIES),
-            "peak_rss_mb": peak_rss_mb(),
-        }
-        (staging / TWIN_FILE).write_text(json.dumps(facts, indent=2, sort_keys=True))
+        build_checkpoint(bundled_config(name), seed, staging)
         (staging / COMPLETE_MARKER).write_text(f"{name} seed {seed}")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     return target
+
+
+def build_checkpoint(config_dir: Path, seed: int, out: Path, corpus: list[str] | None = None) -> dict[str, Any]:
+    """A sentence-transformers checkpoint in `out` with random weights for the config in `config_dir`
+    (config.json, modules.json, sentence_bert_config.json, 1_Pooling/, tokenizer_config.json); returns
+    the build's facts, also written to `out/.embedkit-twin.json`. `corpus`: what a stand-in tokenizer is
+    trained on (default: the benchmark sentences the latency workloads read)."""
+    config = read_json(config_dir / "config.json", "model config")
+    _save_random_model(config_dir, seed, out)
+    for relative in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(config_dir / relative, out / relative)
+    (out / "2_Normalize").mkdir()
+    facts = {
+        "seed": seed,
+        "config_sha256": tree_sha256(config_dir),
+        "tokenizer": _write_tokenizer(config, config_dir, out, corpus),
+        "weights_sha256": file_sha256(out / "model.safetensors"),
+        "libraries": package_versions(TWIN_LIBRARIES),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    (out / TWIN_FILE).write_text(json.dumps(facts, indent=2, sort_keys=True))
+    return facts
 
 
 def _save_random_model(config_dir: Path, seed: int, out: Path) -> None:
@@ -145,7 +151,7 @@ def _save_random_model(config_dir: Path, seed: int, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def _write_tokenizer(config: dict[str, Any], config_dir: Path, out: Path) -> str:
+def _write_tokenizer(config: dict[str, Any], config_dir: Path, out: Path, corpus: list[str] | None) -> str:
     """Put the twin's tokenizer files in `out`; returns what produced them, for the records."""
     if config.get("model_type") == "bert":
         source = materialize(get_spec(defaults.DEFAULT_MODEL))
@@ -155,10 +161,15 @@ def _write_tokenizer(config: dict[str, Any], config_dir: Path, out: Path) -> str
                 shutil.copy(source / file_name, out / file_name)
         return f"{defaults.DEFAULT_MODEL} tokenizer.json (bert-base-uncased WordPiece)"
     if config.get("model_type") == "qwen3":
-        tokenizer = qwen3_stand_in(config, _stand_in_corpus())
-        tokenizer.save(str(out / "tokenizer.json"))
-        shutil.copy(config_dir / "tokenizer_config.json", out / "tokenizer_config.json")
-        return f"stand-in:qwen3-byte-level-bpe ({tokenizer.get_vocab_size()} tokens, trained on STSBenchmark sentences)"
+        content = qwen3_stand_in(config, corpus if corpus is not None else _stand_in_corpus())
+        (out / "tokenizer.json").write_text(content, encoding="utf-8")
+        vocab = json.loads(content)["model"]["vocab"]
+        n_tokens = len(vocab)
+        # The bundled tokenizer facts, with the EOS/pad at the stand-in's id.
+        facts = read_json(config_dir / "tokenizer_config.json", "bundled tokenizer config")
+        facts["added_tokens_decoder"] = {str(vocab[QWEN_EOS]): {"content": QWEN_EOS, "special": True}}
+        (out / "tokenizer_config.json").write_text(json.dumps(facts, indent=2, sort_keys=True))
+        return f"stand-in:qwen3-byte-level-bpe ({n_tokens} tokens, trained on STSBenchmark sentences)"
     raise ModelFileError(f"{config_dir}: no twin tokenizer for model_type {config.get('model_type')!r}")
 
 
@@ -191,10 +202,15 @@ def _stand_in_corpus() -> list[str]:
     return benchmark_sentences().texts
 
 
-def qwen3_stand_in(config: dict[str, Any], corpus: list[str], max_vocab: int = _STAND_IN_MAX_VOCAB) -> Any:
+def qwen3_stand_in(config: dict[str, Any], corpus: list[str], max_vocab: int = _STAND_IN_MAX_VOCAB) -> str:
     """A byte-level BPE trained on `corpus` with Qwen2's pre-tokenizer: English words come out as one token
-    each, as Qwen's 151k-token vocabulary mostly gives them. Its EOS is the config's eos_token_id (also the
-    pad id), appended to every text as Qwen3-Embedding's post-processor does; it pads on the left."""
+    each, as Qwen's 151k-token vocabulary mostly gives them. Its EOS `<|endoftext|>` (also the pad token)
+    is appended to every text as Qwen3-Embedding's post-processor does; it pads on the left. The EOS
+    takes the id after the trained tokens, not Qwen's (151643): a vocabulary with a gap below it is one
+    `tokenizers` warns about, id by id, on stdout whenever it is saved (optimum's export saves it). Ids
+    only index the embedding table, whose shape is the config's either way.
+
+    Returns the tokenizer.json text."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -206,15 +222,14 @@ def qwen3_stand_in(config: dict[str, Any], corpus: list[str], max_vocab: int = _
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
-    eos_id = int(config["eos_token_id"])
     trainer = trainers.BpeTrainer(
-        vocab_size=min(max_vocab, eos_id),
+        vocab_size=min(max_vocab, int(config["vocab_size"]) - 1),  # one row left for the EOS
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
-    # The EOS keeps Qwen's id: placed in the model vocabulary and declared special by its id.
     content = json.loads(tokenizer.to_str())
+    eos_id = len(content["model"]["vocab"])
     content["model"]["vocab"][QWEN_EOS] = eos_id
     content["added_tokens"] = [
         {"id": eos_id, "content": QWEN_EOS, "single_word": False, "lstrip": False, "rstrip": False,
@@ -233,4 +248,4 @@ def qwen3_stand_in(config: dict[str, Any], corpus: list[str], max_vocab: int = _
     }
     content["padding"] = {"strategy": "BatchLongest", "direction": "Left", "pad_to_multiple_of": None,
                           "pad_id": eos_id, "pad_type_id": 0, "pad_token": QWEN_EOS}  # fmt: skip
-    return Tokenizer.from_str(json.dumps(content))
+    return json.dumps(content, ensure_ascii=False)

@@ -15,7 +15,7 @@ from typing import Any
 
 from embedkit import defaults
 from embedkit.errors import RecordMismatchError, UsageError
-from embedkit.models.export import get_variant
+from embedkit.models.export import get_variant, onnx_sha256
 from embedkit.models.loading import embedder_for
 from embedkit.models.specs import KNOWN_SPECS, ModelSpec, Weights, get_spec
 from embedkit.models.twins import refuse_random
@@ -26,7 +26,6 @@ from embedkit.quality import mirror
 from embedkit.quality.scoring import score
 from embedkit.quality.tasks import get_task
 from embedkit.results.files import read_record
-from embedkit.system import file_sha256
 
 VERIFY_TOLERANCE = 1e-6  # a re-run on the same machine and provider reproduces every main score
 
@@ -113,7 +112,7 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
             f"the model spec of {spec.name} changed since record {record['record_id']}: {changed}"
         )
     variant = get_variant(spec, recorded_variant["name"])
-    on_disk = file_sha256(variant.path)
+    on_disk = onnx_sha256(variant.path)
     if on_disk != recorded_variant["sha256"]:
         raise RecordMismatchError(
             f"variant {spec.name}:{variant.name} on disk ({variant.path}) has sha256 {on_disk}, but record "
