@@ -24,7 +24,7 @@ from embedkit.models.inspect import external_data_locations
 from embedkit.models.sources import materialize, pytorch_checkpoint, read_json, tree_sha256
 from embedkit.models.specs import ModelSpec
 from embedkit.paths import child_path, models_dir
-from embedkit.system import file_sha256, package_versions, utc_now
+from embedkit.system import file_sha256, package_versions, peak_rss_mb, utc_now
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
 QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
@@ -322,6 +322,8 @@ def _manifest(
         "libraries": package_versions(EXPORT_LIBRARIES),
         "model_sha256": onnx_sha256(model_path),
         "graph": graph_facts(model_path),
+        # Of the exporting process, up to here: what producing the variant took (a 0.6B model needs GBs).
+        "peak_rss_mb": peak_rss_mb(),
         "created_at": utc_now(),
     }
 

@@ -116,10 +116,12 @@ def oversized_tensors(model_path: Path, limit: int = COREML_MAX_DIMENSION) -> di
 
 def coreml_report(model_path: Path) -> dict[str, Any]:
     """Predicted CoreML (MLProgram and NeuralNetwork) and NNAPI partitions, with the >16384 rule applied."""
+    import onnx
     from onnxruntime.tools.mobile_helpers import usability_checker as checker
-    from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo
 
-    model = ModelProtoWithShapeInfo(Path(model_path)).model_with_shape_info
+    # Shapes come from the graph and the initializers' dims: the weights themselves (gigabytes of external
+    # data for a large model, which ORT's ModelProtoWithShapeInfo would load and copy) are not read.
+    model = onnx.shape_inference.infer_shapes(_load(model_path), strict_mode=True)
     oversized = {
         name for name, shape in _initializer_sizes(model.graph).items() if any(d > COREML_MAX_DIMENSION for d in shape)
     }
