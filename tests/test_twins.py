@@ -112,3 +112,33 @@ def test_records_carry_weights_and_frames_show_them(tiny_checkpoint: Path) -> No
     with pytest.raises(InvalidRecordError):
         validate_record(broken)
     assert local_spec(tiny_checkpoint).weights.to_record() == {"kind": "checkpoint"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "e5-small-v2"],
+        ["inspect", "e5-small-v2:fp32"],
+        ["embed", "e5-small-v2", "--text", "hi"],
+        ["parity", "e5-small-v2"],
+        ["score", "e5-small-v2", "--tasks", "BIOSSES"],
+        ["profile", "e5-small-v2:fp32"],
+        ["profile", "--compare", "e5-small-v2", "bge-small-en-v1.5"],
+    ],
+)
+def test_the_verbs_take_weights(argv: list[str]) -> None:
+    from embedkit.cli.parser import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(argv).weights == "checkpoint"
+    assert parser.parse_args([*argv, "--weights", "random"]).weights == "random"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--weights", "pretrained"])
+
+
+def test_a_model_without_a_bundled_config_has_no_twin() -> None:
+    from embedkit.errors import UnknownModelError
+    from embedkit.models.twins import resolve_spec
+
+    with pytest.raises(UnknownModelError, match="random weights exist for"):
+        resolve_spec("all-MiniLM-L6-v2", "random")
