@@ -19,6 +19,7 @@ Result = dict[str, Any]
 def models_verb(args: argparse.Namespace) -> Result:
     from embedkit.models.export import VARIANTS
     from embedkit.models.specs import KNOWN_SPECS, describe_source
+    from embedkit.models.twins import twin_models
 
     return {
         "models": [
@@ -32,6 +33,8 @@ def models_verb(args: argparse.Namespace) -> Result:
                 "licence": spec.licence,
                 "variants": [spec.packaged_variant] if spec.is_onnx_only else list(VARIANTS),
                 "description": spec.description,
+                # --weights random builds its architecture twin from a bundled config
+                "random_weights": spec.name in twin_models(),
             }
             for spec in KNOWN_SPECS.values()
         ]
