@@ -132,3 +132,29 @@ def test_inspect_finds_the_token_table_over_coremls_limit(tiny_qwen3: Path, qwen
     assert "position_ids" in report["inputs"]
     assert report["mobile"]["oversized_tensors"]  # the embedding table
     assert any(node.startswith("Gather") for node in report["mobile"]["CoreML MLProgram"]["rejected_for_dimension"])
+
+
+def test_external_data_travels_with_the_graph_and_its_hash(tiny_qwen3: Path, qwen3_models: Any, tmp_path: Path) -> None:
+    # A model over protobuf's 2 GB keeps its weights beside the graph; the tiny one is saved that way here.
+    import onnx
+    import onnxruntime as ort
+
+    from embedkit.models.export import get_variant, onnx_files, onnx_sha256, place_onnx
+    from embedkit.models.specs import local_spec
+
+    fp32 = get_variant(local_spec(tiny_qwen3), "fp32")
+    split = tmp_path / "split" / "model.onnx"
+    split.parent.mkdir()
+    onnx.save(onnx.load(str(fp32.path)), str(split), save_as_external_data=True, location="model.onnx_data")
+    assert [path.name for path in onnx_files(split)] == ["model.onnx", "model.onnx_data"]
+    before = onnx_sha256(split)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    place_onnx(split, moved, shutil.copy)
+    assert onnx_sha256(moved / "model.onnx") == before
+    ort.InferenceSession(str(moved / "model.onnx"))  # the weights came along
+    with open(moved / "model.onnx_data", "r+b") as data:  # one weight byte changed: another variant
+        first = data.read(1)
+        data.seek(0)
+        data.write(bytes([first[0] ^ 1]))
+    assert onnx_sha256(moved / "model.onnx") != before

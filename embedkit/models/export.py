@@ -147,7 +147,7 @@ def get_variant(
         produced = _produce(spec, variant, options, checkpoint, source, work)
         staging = work / "out"
         staging.mkdir()
-        _place_onnx(produced, staging, shutil.move)
+        place_onnx(produced, staging, shutil.move)
         manifest = _manifest(spec, variant, options, checkpoint, checkpoint_sha, staging / MODEL_FILE, source)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         shutil.rmtree(target, ignore_errors=True)
@@ -176,7 +176,7 @@ def onnx_sha256(model_path: Path) -> str:
     return digest.hexdigest()
 
 
-def _place_onnx(model_path: Path, directory: Path, transfer: Any) -> None:
+def place_onnx(model_path: Path, directory: Path, transfer: Any) -> None:
     """`model_path` to `directory/model.onnx`, its external data files beside it (names kept: the graph
     names them); `transfer` is shutil.move or shutil.copy."""
     model_file, *data_files = onnx_files(model_path)
@@ -225,7 +225,7 @@ def _produce(
     # optimum's optimizer and quantizer read config.json beside the ONNX file.
     source_dir = work / source.name
     source_dir.mkdir()
-    _place_onnx(source.path, source_dir, shutil.copy)
+    place_onnx(source.path, source_dir, shutil.copy)
     shutil.copy(checkpoint / "config.json", source_dir / "config.json")
     if "optimization_level" in options:
         return _optimize(source_dir, variant, work)
