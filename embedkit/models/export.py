@@ -296,9 +296,12 @@ def _to_float16(model_path: Path, work: Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
+    # ONNX's shape inference serializes the whole model, which fails over protobuf's 2 GB: a model
+    # with external data is converted without it, and saved with external data again.
+    external = len(onnx_files(model_path)) > 1
+    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True, disable_shape_infer=external)
     out = work / "fp16.onnx"
-    onnx.save(model, str(out))
+    onnx.save(model, str(out), save_as_external_data=external, location="fp16.onnx_data")
     return out
 
 
