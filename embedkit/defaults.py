@@ -25,6 +25,16 @@ BENCH_LEAK_CALLS = 10_000  # embed calls of mixed batch sizes the leak check wat
 # What notebooks/01_export.ipynb exports when not told otherwise (the demo's variants).
 EXPORT_NOTEBOOK_VARIANTS = ("fp32", "O2", "int8", "int8-pc")
 
+# Calibrated static int8 (variant int8-static, embedkit.models.calibration): train/dev texts of the data
+# mirror that no scored task evaluates, and ONNX Runtime's calibration method for the activation ranges.
+CALIBRATION_SOURCES = ("stsbenchmark-train", "stsbenchmark-dev", "banking77-train")
+CALIBRATION_METHOD = "minmax"  # one of embedkit.models.export.CALIBRATION_METHODS
+CALIBRATION_TEXTS = 512
+CALIBRATION_LONG_TEXTS = 64  # of CALIBRATION_TEXTS: texts at max_seq_length, so long-text ranges are seen
+CALIBRATION_LONG_JOIN = 40  # sentences joined into one long text
+CALIBRATION_BATCH_SIZE = BATCH_SIZE
+CALIBRATION_SEED = 0
+
 # The profile grid
 PROFILE_BATCH_SIZES = (1, 8, 32)
 PROFILE_SEQ_BUCKETS = ("short", "medium", "long")

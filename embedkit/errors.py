@@ -65,6 +65,10 @@ class RowCountError(LocalDataError):
     """A file has a different number of rows than the MTEB task uses."""
 
 
+class CalibrationDataError(UsageError):
+    """Calibration data that static quantization cannot use: a split a scored task evaluates, too few texts."""
+
+
 class ParityError(EmbedkitError, RuntimeError):
     """A variant failed the parity gate and the caller did not force its use."""
 
