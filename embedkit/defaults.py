@@ -63,6 +63,20 @@ DECISION_SEQ_BUCKET = "short"
 # Quality
 DEFAULT_TASKS = ("STSBenchmark", "SICK-R", "BIOSSES", "SciFact")
 
+# `embedkit tune` (embedkit.runs.tune): its search space and how long each candidate is measured.
+TUNE_VARIANTS = ("fp32", "O2", "int8-pc", "int8-static")
+TUNE_THREADS: tuple[int | None, ...] = (1, 2)
+TUNE_SPINNING = ("in-run", "always")
+TUNE_MAX_SEQ_LENGTHS: tuple[int | None, ...] = (None, 128, 64)  # None: the model's own
+# Cheapest first, for a throughput target: how much CPU a mode burns while idle.
+TUNE_SPINNING_COST = ("never", "in-run", "always")
+TUNE_MIN_SAMPLES = 200
+TUNE_MIN_SECONDS = 3.0
+TUNE_MAX_SECONDS = 20.0
+TUNE_THROUGHPUT_BATCH = 32
+TUNE_THROUGHPUT_SEQ = "long"  # max_seq_length, so the cap counts
+TUNE_THROUGHPUT_SAMPLES = 20
+
 # Notebooks and sweeps
 KERNEL = "embedkit"
 DEFAULT_SWEEP = "default"
