@@ -63,7 +63,10 @@ DECISION_SEQ_BUCKET = "short"
 # Quality
 DEFAULT_TASKS = ("STSBenchmark", "SICK-R", "BIOSSES", "SciFact")
 
-# `embedkit tune` (embedkit.runs.tune): its search space and how long each candidate is measured.
+# `embedkit tune` (embedkit.runs.tune): notebooks/05_tune.ipynb's question, the search space and how long
+# each candidate is measured.
+TUNE_P95_MS = 3.0
+TUNE_TASKS = ("STSBenchmark", "SICK-R")
 TUNE_VARIANTS = ("fp32", "O2", "int8-pc", "int8-static")
 TUNE_THREADS: tuple[int | None, ...] = (1, 2)
 TUNE_SPINNING = ("in-run", "always")

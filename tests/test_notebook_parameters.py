@@ -27,6 +27,9 @@ LIBRARY_DEFAULTS: dict[str, dict[str, Any]] = {
     "02_profile.ipynb": {**_MODEL, "grid": {}, "samples": defaults.MIN_SAMPLES, "min_seconds": defaults.MIN_SECONDS},
     "03_quality.ipynb": {**_MODEL, "tasks": list(defaults.DEFAULT_TASKS), "batch_size": defaults.BATCH_SIZE},
     "04_tradeoff.ipynb": {"sweep": defaults.DEFAULT_SWEEP, "seq_bucket": defaults.DECISION_SEQ_BUCKET},
+    "05_tune.ipynb": {"model": defaults.DEFAULT_MODEL, "p95_ms": defaults.TUNE_P95_MS,
+                      "tasks": list(defaults.TUNE_TASKS), "variants": list(defaults.TUNE_VARIANTS),
+                      "providers": [defaults.DEFAULT_PROVIDER]},  # fmt: skip
 }
 
 
