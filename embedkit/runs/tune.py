@@ -11,7 +11,8 @@ max_seq_length), else it is scored. What need not be measured is skipped, and th
 - spinning with one intra-op thread: there are no worker threads to spin, so only one mode is measured;
 - a cap that no text of the tasks reaches scores exactly as the model's own length (same inputs), and at
   batch 1 short no cap below the model's own changes the inputs either, so one latency point serves them;
-- with a budget: candidates of lower quality than one already measured inside the budget cannot win;
+- with a budget: a candidate whose P95 misses it is never scored (latency is measured first: seconds, not
+  minutes);
 - with a throughput target: candidates under the floor are never profiled, and once a configuration meets
   the target, every costlier one is skipped.
 """
@@ -241,28 +242,28 @@ class Search:
         return outcome.latency
 
     def _within_budget(self, pending: list[Outcome]) -> Outcome | None:
-        """Highest quality with P95 within budget; quality first (cheap with records), then latency in
-        quality order, so that what cannot beat a fitting candidate is never profiled."""
+        """Highest quality with P95 within budget. Latency first: a profile point costs seconds, a score
+        minutes, and a candidate that misses the budget needs no score; then quality for those that fit,
+        highest P95 last, so that a tie in quality goes to the faster."""
         budget, floor = self.goal.p95_ms, self.goal.floor
         assert budget is not None
+        fitting = []
         for outcome in pending:
-            self._quality(outcome)
-        ordered = sorted(pending, key=lambda o: -self._quality(o).mean_score)
-        best: Outcome | None = None
-        for outcome in ordered:
-            quality = self._quality(outcome).mean_score
-            if floor is not None and quality < floor:
-                outcome.status, outcome.reason = "skipped", f"mean score {quality:.4f} under the floor {floor}"
-                continue
-            if best is not None and quality < self._quality(best).mean_score:
-                outcome.status = "skipped"
-                outcome.reason = f"quality {quality:.4f} below {best.candidate.label()}, which fits: cannot win"
-                continue
             latency = self._latency(outcome, 1, "short")
             fits = latency.p95_ms <= budget
             outcome.status = "fits" if fits else "misses"
             outcome.reason = f"p95 {latency.p95_ms:.3f} ms {'<=' if fits else '>'} budget {budget} ms"
-            if fits and (best is None or latency.p95_ms < self._latency(best, 1, "short").p95_ms):
+            if fits:
+                fitting.append(outcome)
+            else:
+                outcome.reason += "; not scored: it cannot be chosen"
+        best: Outcome | None = None
+        for outcome in sorted(fitting, key=lambda o: self._latency(o, 1, "short").p95_ms):
+            quality = self._quality(outcome).mean_score
+            if floor is not None and quality < floor:
+                outcome.status = "misses"
+                outcome.reason += f"; mean score {quality:.4f} under the floor {floor}"
+            elif best is None or quality > self._quality(best).mean_score:
                 best = outcome
         self._mark_dominated(pending)
         return best
