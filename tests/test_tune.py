@@ -141,3 +141,23 @@ def test_a_cap_truncates_where_the_model_would_not(tiny_checkpoint, isolated_mod
         embedkit.load(str(tiny_checkpoint), max_seq_length=1000).tokenizer.max_seq_length
         == own.tokenizer.max_seq_length
     )
+
+
+def test_the_choice_is_marked_on_the_pareto_plot(tmp_path, tradeoff):
+    import pandas as pd
+
+    from embedkit.analysis.tradeoff import tune_choices
+    from embedkit.publish import plots
+    from embedkit.results.tables import load_frame
+
+    run(Goal(p95_ms=3.0), tmp_path)
+    (choice,) = tune_choices(load_frame(tmp_path)).to_dict("records")
+    assert (choice["model"], choice["variant"], choice["provider"]) == ("m", "int8-pc", CPU)
+    assert choice["command"].startswith("embedkit profile m:int8-pc")
+    point = tradeoff.points.iloc[0]
+    on_plot = pd.DataFrame([{**choice, "machine_id": point["machine_id"], "model": point["model"],
+                             "variant": point["variant"], "provider": point["provider"]}])  # fmt: skip
+    figure = plots.plot_pareto(tradeoff)
+    assert plots.mark_tuned(figure, tradeoff, on_plot) == 1
+    assert any(line.get_gid() == f"tuned-{choice['record_id']}" for ax in figure.axes for line in ax.lines)
+    assert plots.mark_tuned(plots.plot_pareto(tradeoff), tradeoff, on_plot.assign(variant="nowhere")) == 0
