@@ -31,6 +31,16 @@ BENCH_LEAK_CALLS = 10_000  # embed calls of mixed batch sizes the leak check wat
 # What notebooks/01_export.ipynb exports when not told otherwise (the demo's variants).
 EXPORT_NOTEBOOK_VARIANTS = ("fp32", "O2", "int8", "int8-pc")
 
+# Calibrated static int8 (variant int8-static, embedkit.models.calibration): train/dev texts of the data
+# mirror that no scored task evaluates, and ONNX Runtime's calibration method for the activation ranges.
+CALIBRATION_SOURCES = ("stsbenchmark-train", "stsbenchmark-dev", "banking77-train")
+CALIBRATION_METHOD = "minmax"  # one of embedkit.models.export.CALIBRATION_METHODS
+CALIBRATION_TEXTS = 512
+CALIBRATION_LONG_TEXTS = 64  # of CALIBRATION_TEXTS: texts at max_seq_length, so long-text ranges are seen
+CALIBRATION_LONG_JOIN = 40  # sentences joined into one long text
+CALIBRATION_BATCH_SIZE = BATCH_SIZE
+CALIBRATION_SEED = 0
+
 # The profile grid
 PROFILE_BATCH_SIZES = (1, 8, 32)
 PROFILE_SEQ_BUCKETS = ("short", "medium", "long")
@@ -58,6 +68,23 @@ DECISION_SEQ_BUCKET = "short"
 
 # Quality
 DEFAULT_TASKS = ("STSBenchmark", "SICK-R", "BIOSSES", "SciFact")
+
+# `embedkit tune` (embedkit.runs.tune): notebooks/05_tune.ipynb's question, the search space and how long
+# each candidate is measured.
+TUNE_P95_MS = 3.0
+TUNE_TASKS = ("STSBenchmark", "SICK-R")
+TUNE_VARIANTS = ("fp32", "O2", "int8-pc", "int8-static")
+TUNE_THREADS: tuple[int | None, ...] = (1, 2)
+TUNE_SPINNING = ("in-run", "always")
+TUNE_MAX_SEQ_LENGTHS: tuple[int | None, ...] = (None, 128, 64)  # None: the model's own
+# Cheapest first, for a throughput target: how much CPU a mode burns while idle.
+TUNE_SPINNING_COST = ("never", "in-run", "always")
+TUNE_MIN_SAMPLES = 200
+TUNE_MIN_SECONDS = 3.0
+TUNE_MAX_SECONDS = 20.0
+TUNE_THROUGHPUT_BATCH = 32
+TUNE_THROUGHPUT_SEQ = "long"  # max_seq_length, so the cap counts
+TUNE_THROUGHPUT_SAMPLES = 20
 
 # Notebooks and sweeps
 KERNEL = "embedkit"

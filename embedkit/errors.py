@@ -75,6 +75,10 @@ class VariantUnavailableError(UsageError):
     ORTOptimizer does not know); the message says why and what exists instead."""
 
 
+class CalibrationDataError(UsageError):
+    """Calibration data that static quantization cannot use: a split a scored task evaluates, too few texts."""
+
+
 class ParityError(EmbedkitError, RuntimeError):
     """A variant failed the parity gate and the caller did not force its use."""
 

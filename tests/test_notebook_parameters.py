@@ -37,6 +37,13 @@ LIBRARY_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "03_quality.ipynb": {**_MODEL, "tasks": list(defaults.DEFAULT_TASKS), "batch_size": defaults.BATCH_SIZE},
     "04_tradeoff.ipynb": {"sweep": defaults.DEFAULT_SWEEP, "seq_bucket": defaults.DECISION_SEQ_BUCKET},
+    "05_tune.ipynb": {
+        "model": defaults.DEFAULT_MODEL,
+        "p95_ms": defaults.TUNE_P95_MS,
+        "tasks": list(defaults.TUNE_TASKS),
+        "variants": list(defaults.TUNE_VARIANTS),
+        "providers": [defaults.DEFAULT_PROVIDER],
+    },
 }
 
 

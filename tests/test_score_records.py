@@ -65,7 +65,8 @@ def test_score_prints_scores_and_writes_a_valid_record(scored: dict[str, Any], o
     assert variant["manifest"] == minilm.variant.manifest and variant["parity"]["passed"] is True
     assert record["model"]["spec"]["name"] == "all-MiniLM-L6-v2"
     assert record["scoring"] == {"batch_size": 32, "provider_options": {}, "providers": ["CPUExecutionProvider"],
-                                 "intra_op_threads": None, "embedding_cache": True}  # fmt: skip
+                                 "intra_op_threads": None, "embedding_cache": True,
+                                 "max_seq_length": minilm.tokenizer.max_seq_length}  # fmt: skip
     assert list(record["data_sha256"]) == ["biosses/biosses.tsv"] and "data_revision" not in record
     task = record["tasks"][TASK]
     assert task["main_score"] == record["scores"][TASK] and task["main_score_name"] == "cosine_spearman"

@@ -195,3 +195,28 @@ def tradeoff_and_card(
     )
     card = decision_card(frame, DecisionPolicy(seq_bucket=seq_bucket, quality_tasks=tradeoff.tasks or None))
     return tradeoff, card
+
+
+_TUNE_KEYS = ("machine_id", "model", "variant", "provider")
+
+
+def tune_choices(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latest `embedkit tune` choice per (machine, model, variant, provider), with its re-run command
+    and the P95 and mean score it was chosen on (over its own tasks)."""
+    columns = [*_TUNE_KEYS, "command", "p95_ms", "mean_score", "record_id"]
+    if "kind" not in frame or "best.variant" not in frame:
+        return pd.DataFrame(columns=columns)
+    tuned = frame[(frame["kind"] == "tune") & frame["best.variant"].notna()].sort_values("created_at")
+    chosen = pd.DataFrame(
+        {
+            "machine_id": tuned["machine_id"],
+            "model": tuned["best.model"],
+            "variant": tuned["best.variant"],
+            "provider": tuned["best.provider"],
+            "command": tuned["best.command"],
+            "p95_ms": tuned["best.p95_ms"],
+            "mean_score": tuned["best.mean_score"],
+            "record_id": tuned["record_id"],
+        }
+    )
+    return chosen.drop_duplicates(subset=list(_TUNE_KEYS), keep="last").reset_index(drop=True)[columns]

@@ -305,3 +305,17 @@ def demo_verb(args: argparse.Namespace) -> Result:
             "skipped_providers": summary.skipped_providers, "wall_seconds": wall_seconds,
             "first_report_seconds": first_report_seconds,
             "summary": text}  # fmt: skip
+
+
+def tune_verb(args: argparse.Namespace) -> Result:
+    from embedkit.pipeline.providers import resolve_provider
+    from embedkit.results.files import default_records_dir
+    from embedkit.runs.tune import Goal, Space, tune
+    from embedkit.runs.tune_measure import WorkerMeasurements
+
+    goal = Goal(p95_ms=args.p95_ms, min_throughput=args.min_throughput, floor=args.floor)
+    providers = tuple(resolve_provider(name) for name in args.provider or [defaults.DEFAULT_PROVIDER])
+    space = Space(variants=tuple(args.variant or defaults.TUNE_VARIANTS), providers=providers)
+    out_dir = Path(args.out) if args.out else default_records_dir()
+    body, path = tune(args.model, task_names(args.tasks), goal, WorkerMeasurements(out_dir), space, out_dir)
+    return {**body, "record": str(path)}

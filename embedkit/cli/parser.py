@@ -53,7 +53,9 @@ def _add_model_verbs(verbs: Any) -> None:
     export.add_argument("--quantization-arch", default=None, help=f"{' '.join(QUANTIZATION_ARCHS)} (default: this CPU)")
     _add_weights_option(export)
     inspect = _verb(verbs, "inspect", commands.inspect_verb, "graph facts and the CoreML/NNAPI usability report")
-    inspect.add_argument("path", help="an .onnx file, a directory holding one, or MODEL[:VARIANT] (exported if need be)")
+    inspect.add_argument(
+        "path", help="an .onnx file, a directory holding one, or MODEL[:VARIANT] (exported if need be)"
+    )
     _add_weights_option(inspect)
     embed = _verb(verbs, "embed", commands.embed_verb, "embed texts")
     _add_load_options(embed)
@@ -224,10 +226,31 @@ def _add_run_verbs(verbs: Any) -> None:
     demo.add_argument("--force", action="store_true", help="redo runs that are already complete")
 
 
+def _add_tune_verb(verbs: Any) -> None:
+    tune = _verb(verbs, "tune", commands.tune_verb,
+                 "search variant x provider x threads x spinning x max_seq_length for a latency or throughput goal")  # fmt: skip
+    tune.add_argument("model", help=f"a model, e.g. {defaults.DEFAULT_MODEL}")
+    goal = tune.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--p95-ms", type=positive_number, help="highest quality whose P95 (batch 1, short) fits this")
+    goal.add_argument("--min-throughput", type=positive_number,
+                      help=f"cheapest configuration reaching this many texts/s (batch {defaults.TUNE_THROUGHPUT_BATCH}, "
+                           f"{defaults.TUNE_THROUGHPUT_SEQ} texts) above --floor")  # fmt: skip
+    tune.add_argument("--tasks", action="append", required=True, help="mteb tasks (comma-separated or repeated)")
+    tune.add_argument("--floor", type=positive_number, default=None, help="lowest acceptable mean main score")
+    tune.add_argument(
+        "--provider", action="append", default=None, help=f"providers (default {defaults.DEFAULT_PROVIDER})"
+    )
+    tune.add_argument("--variant", action="append", default=None,
+                      help=f"variants to search (default {' '.join(defaults.TUNE_VARIANTS)})")  # fmt: skip
+    tune.add_argument("--out", default=None, help="records directory (default results/records)")
+    _add_trailing_json(tune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedkit", description=DESCRIPTION)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    for add in (_add_model_verbs, _add_quality_verbs, _add_latency_verbs, _add_result_verbs, _add_run_verbs):
+    for add in (_add_model_verbs, _add_quality_verbs, _add_latency_verbs, _add_result_verbs, _add_run_verbs,
+                _add_tune_verb):  # fmt: skip
         add(verbs)
     return parser

@@ -53,12 +53,15 @@ class Backend:
     intra_op_threads: int | None = None
     spinning: str = defaults.SPINNING  # one of SPINNING_MODES
     weights: str = defaults.DEFAULT_WEIGHTS  # one of defaults.WEIGHTS: "random" measures the model's twin
+    max_seq_length: int | None = None  # a cap below the model's own max_seq_length; None: the model's own
 
     def __post_init__(self) -> None:
         if self.weights not in defaults.WEIGHTS:
             raise UsageError(f"unknown weights {self.weights!r}; expected one of {defaults.WEIGHTS}")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise UsageError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
+        if self.max_seq_length is not None and self.max_seq_length < 2:
+            raise UsageError(f"max_seq_length must be at least 2 or None, got {self.max_seq_length}")
         check_spinning(self.spinning)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +174,9 @@ AXES: tuple[Axis, ...] = (
          {"enum": list(SPINNING_MODES)},
          "how ORT's idle workers wait: always is ORT's default, in-run stops when a run returns, never blocks at once",
          choices=SPINNING_MODES),
+    Axis("max_seq_length", "max_seq_lengths", "--max-seq-length", Backend, (None,), _threads_from_text,
+         _threads_as_text, {"type": "integer", "minimum": 2},
+         "cap on the tokens per text (0: the model's own max_seq_length); the long bucket is this long"),
 )  # fmt: skip
 BACKEND_AXES = tuple(axis for axis in AXES if axis.owner is Backend)
 SCENARIO_AXES = tuple(axis for axis in AXES if axis.owner is Scenario)
@@ -230,6 +236,7 @@ class Grid:
     seq_buckets: tuple[str, ...] = defaults.PROFILE_SEQ_BUCKETS
     threads: tuple[int | None, ...] = defaults.PROFILE_THREADS
     spinning: tuple[str, ...] = (defaults.SPINNING,)
+    max_seq_lengths: tuple[int | None, ...] = (None,)  # None: the model's own
     scenario_defaults: Scenario = Scenario(1, "short")  # samples, seconds and warm-up for every point
     weights: str = defaults.DEFAULT_WEIGHTS  # every model's: its checkpoint, or its random-weight twin
 

@@ -90,7 +90,9 @@ class MeasuredModel:
 
     @classmethod
     def for_backend(cls, backend: Backend, variant: Variant) -> MeasuredModel:
-        return cls.of(resolve_spec(backend.model, backend.weights), variant, session_config(backend))
+        spec = resolve_spec(backend.model, backend.weights)
+        files = ModelFiles.of(spec)
+        return cls(spec, variant, session_config(backend), files, files.tokenizer(variant, backend.max_seq_length))
 
 
 def open_embedder(model: MeasuredModel, config: SessionConfig | None = None) -> tuple[Embedder, float]:

@@ -26,7 +26,17 @@ from embedkit.models.specs import ModelSpec
 from embedkit.paths import child_path, models_dir
 from embedkit.system import file_sha256, package_versions, peak_rss_mb, utc_now
 
-VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
+VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16", "int8-static")
+# Calibrated static int8 variants: activation scales fixed from a calibration set (embedkit.models.calibration).
+STATIC_VARIANTS = ("int8-static",)
+# ONNX Runtime's calibration methods (onnxruntime.quantization.CalibrationMethod), by the name recorded.
+# Only MinMax: onnxruntime 1.32's histogram calibrators (Entropy, Percentile) stack every batch into one
+# array and fail on batches padded to their own longest text, which is how the embedder feeds the graph.
+CALIBRATION_METHODS = {"minmax": "MinMax"}
+# The ops static int8 quantizes, and the producers whose outputs it keeps in float: a GELU's output (the
+# FFN down-projection's input) has outliers that one fixed int8 scale cannot hold.
+STATIC_OP_TYPES = ("MatMul",)
+FLOAT_INPUT_PRODUCERS = ("Gelu", "BiasGelu", "FastGelu")
 QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
 EXPORT_LIBRARIES = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "transformers", "torch")
 MANIFEST = "manifest.json"
@@ -71,12 +81,19 @@ def detect_quantization_arch() -> str:
     return "avx2"
 
 
-def recipe(variant: str, quantization_arch: str | None = None, quantize_from: str = "fp32") -> dict[str, Any]:
+def recipe(
+    variant: str,
+    quantization_arch: str | None = None,
+    quantize_from: str = "fp32",
+    calibration_method: str = defaults.CALIBRATION_METHOD,
+) -> dict[str, Any]:
     """What a variant is made of: the options that go in its manifest and its key."""
     if variant not in VARIANTS:
         raise UsageError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     base: dict[str, Any] = {"task": "feature-extraction", "library_name": "transformers", "opset": None}
-    if variant in ("O1", "O2", "O3", "O4"):
+    if variant in STATIC_VARIANTS:
+        base["quantization"] = static_quantization(quantize_from, calibration_method)
+    elif variant in ("O1", "O2", "O3", "O4"):
         base["optimization_level"] = variant
     elif variant.startswith("int8"):
         base["quantization"] = {
@@ -88,6 +105,35 @@ def recipe(variant: str, quantization_arch: str | None = None, quantize_from: st
     elif variant == "fp16":
         base["float16"] = {"keep_io_types": True}
     return base
+
+
+def static_quantization(quantize_from: str, calibration_method: str) -> dict[str, Any]:
+    """QDQ int8 with per-channel symmetric weights and symmetric int8 activations, calibrated on the
+    default calibration set; its identity (files, sha256, counts) is part of the recipe, so new data
+    makes a new variant."""
+    from embedkit.models.calibration import calibration_set
+
+    if calibration_method not in CALIBRATION_METHODS:
+        raise UsageError(
+            f"unknown calibration method {calibration_method!r}; expected one of {list(CALIBRATION_METHODS)}"
+        )
+    return {
+        "is_static": True,
+        "format": "QDQ",
+        "per_channel": True,
+        "activation_type": "QInt8",
+        "weight_type": "QInt8",
+        # ONNX Runtime's advice for x86: symmetric activations (and weights) for its int8 kernels.
+        "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True},
+        "op_types": list(STATIC_OP_TYPES),
+        "float_inputs_from": list(FLOAT_INPUT_PRODUCERS),
+        "source_variant": quantize_from,
+        "calibration": {
+            "method": calibration_method,
+            "batch_size": defaults.CALIBRATION_BATCH_SIZE,
+            **calibration_set().identity,
+        },
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -121,10 +167,12 @@ def get_variant(
     quantization_arch: str | None = None,
     *,
     directory: Path | None = None,
+    calibration_method: str = defaults.CALIBRATION_METHOD,
 ) -> Variant:
     """The variant's ONNX file, exporting it (and the variant it derives from) on first use.
 
-    `directory`: the spec's files, when the caller has already resolved them (`materialize`).
+    `directory`: the spec's files, when the caller has already resolved them (`materialize`);
+    `calibration_method`: how a static int8 variant's activation ranges are taken from its calibration set.
     """
     directory = directory or materialize(spec)
     if spec.is_onnx_only:
@@ -137,7 +185,7 @@ def get_variant(
             f"{_model_type(checkpoint)!r}; its fp32, fp16 and int8 variants (quantized from fp32) exist"
         )
     quantize_from = quantization_source(checkpoint) if variant.startswith("int8") else "fp32"
-    options = recipe(variant, quantization_arch, quantize_from)
+    options = recipe(variant, quantization_arch, quantize_from, calibration_method)
     target = _variant_dir(spec, variant, checkpoint_sha, options)
     if (target / MANIFEST).is_file():
         return _read_variant(variant, target)
@@ -229,6 +277,8 @@ def _produce(
     shutil.copy(checkpoint / "config.json", source_dir / "config.json")
     if "optimization_level" in options:
         return _optimize(source_dir, variant, work)
+    if options.get("quantization", {}).get("is_static"):
+        return _quantize_static(spec, checkpoint, source_dir, options["quantization"], work)
     if "quantization" in options:
         return _quantize(source_dir, options["quantization"], work)
     return _to_float16(source_dir / MODEL_FILE, work)
@@ -277,6 +327,56 @@ def _quantize(source_dir: Path, quantization: dict[str, Any], work: Path) -> Pat
     quantizer.quantize(config, out, file_suffix=None, use_external_data_format=external)
     quantization["config"] = _jsonable(config)
     return out / MODEL_FILE
+
+
+def _quantize_static(
+    spec: ModelSpec, checkpoint: Path, source_dir: Path, quantization: dict[str, Any], work: Path
+) -> Path:
+    """ONNX Runtime's `quantize_static` on the source graph, fed the calibration set as the embedder feeds it."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from embedkit.models.calibration import CalibrationReader, calibration_set, calibration_tokenizer
+    from embedkit.models.inspect import graph_facts
+
+    model_path = source_dir / MODEL_FILE
+    _infer_contrib_op_shapes(model_path)
+    graph = graph_facts(model_path)
+    calibration = quantization["calibration"]
+    texts = calibration_set().texts
+    reader = CalibrationReader(texts, calibration_tokenizer(spec, checkpoint, graph), graph["inputs"],
+                               calibration["batch_size"])  # fmt: skip
+    method = CALIBRATION_METHODS[calibration["method"]]
+    # Not CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the batches it holds when
+    # that limit is reached instead of reducing them, so every batch's intermediate tensors stay in memory.
+    extra_options = dict(quantization["extra_options"])
+    excluded = _nodes_fed_by(model_path, quantization["op_types"], quantization["float_inputs_from"])
+    quantization["excluded_nodes"] = excluded
+    out = work / "static.onnx"
+    quantize_static(
+        model_path,
+        out,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=quantization["per_channel"],
+        activation_type=getattr(QuantType, quantization["activation_type"]),
+        weight_type=getattr(QuantType, quantization["weight_type"]),
+        calibrate_method=getattr(CalibrationMethod, method),
+        op_types_to_quantize=quantization["op_types"],
+        nodes_to_exclude=excluded,
+        extra_options=extra_options,
+    )
+    return out
+
+
+def _nodes_fed_by(model_path: Path, op_types: list[str], producers: list[str]) -> list[str]:
+    """Names of the `op_types` nodes whose first input is an output of a `producers` node."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    return [
+        node.name for node in graph.node if node.op_type in op_types and produced_by.get(node.input[0]) in producers
+    ]
 
 
 def _infer_contrib_op_shapes(model_path: Path) -> None:

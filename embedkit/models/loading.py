@@ -64,12 +64,14 @@ class ModelFiles:
         positions = variant.manifest["graph"].get("max_positions")
         return min(declared, positions) if positions else declared
 
-    def tokenizer(self, variant: Variant) -> Tokenizer:
-        """The tokenizer `variant` is fed by, truncating at the model's max_seq_length, with token_type_ids
-        when the graph takes them (its manifest says which inputs it takes)."""
+    def tokenizer(self, variant: Variant, max_seq_length: int | None = None) -> Tokenizer:
+        """The tokenizer `variant` is fed by, truncating at the model's max_seq_length (or at the cap
+        `max_seq_length`, when lower), with token_type_ids when the graph takes them (its manifest says which
+        inputs it takes)."""
         tokenizer_file = self.tokenizer_directory / "tokenizer.json"
         with_token_type_ids = "token_type_ids" in variant.manifest["graph"]["inputs"]
-        tokenizer = Tokenizer.from_file(tokenizer_file, self.max_seq_length(variant), with_token_type_ids)
+        length = min(self.max_seq_length(variant), max_seq_length or self.max_seq_length(variant))
+        tokenizer = Tokenizer.from_file(tokenizer_file, length, with_token_type_ids)
         rows = variant.manifest["graph"].get("embedding_rows")
         if rows is not None and tokenizer.vocab_size > rows:
             raise ModelFileError(
@@ -91,11 +93,13 @@ def load(
     enable_profiling: bool = False,
     spinning: str = defaults.SPINNING,
     weights: str = defaults.DEFAULT_WEIGHTS,
+    max_seq_length: int | None = None,
     **provider_options: Any,
 ) -> Embedder:
     """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use.
 
     `weights="random"`: the model's architecture twin (embedkit.models.twins), for latency only.
+    `max_seq_length`: truncate texts there when it is below the model's own max_seq_length.
     """
     files = ModelFiles.of(resolve_spec(model, weights))
     spec = files.spec
@@ -110,7 +114,8 @@ def load(
         enable_profiling=enable_profiling,
         spinning=spinning,
     )
-    return embedder_for(spec, chosen, OrtSession(chosen.path, config), files)
+    tokenizer = files.tokenizer(chosen, max_seq_length)
+    return embedder_for(spec, chosen, OrtSession(chosen.path, config), files, tokenizer)
 
 
 def embedder_for(

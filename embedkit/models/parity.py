@@ -76,6 +76,7 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "fp16": ("mean", 0.999),
     "int8": ("mean", 0.90),
     "int8-pc": ("mean", 0.98),
+    "int8-static": ("mean", 0.98),
 }
 
 

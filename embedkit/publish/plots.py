@@ -153,6 +153,28 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
     return figure
 
 
+def mark_tuned(figure: Figure, tradeoff: Tradeoff, choices: pd.DataFrame) -> int:
+    """Ring each point `embedkit tune` chose (`analysis.tradeoff.tune_choices`) on `plot_pareto`'s figure and
+    write its re-run command under it; returns how many points were marked. A choice with no point at the
+    plot's grid point is not drawn: the tune record has its own P95 and tasks."""
+    machines = sorted(tradeoff.points["machine_id"].unique())
+    marked = 0
+    for ax, machine in zip(figure.axes, machines, strict=False):
+        here = tradeoff.points[tradeoff.points["machine_id"] == machine]
+        for choice in choices[choices["machine_id"] == machine].itertuples():
+            match = here[(here["model"] == choice.model) & (here["variant"] == choice.variant)
+                         & (here["provider"] == choice.provider)]  # fmt: skip
+            if match.empty:
+                continue
+            point = match.iloc[0]
+            ax.plot([point["x"]], [point["quality"]], marker="o", markersize=18, markerfacecolor="none",
+                    markeredgecolor="crimson", markeredgewidth=1.5, zorder=4, gid=f"tuned-{choice.record_id}")  # fmt: skip
+            ax.annotate(f"tuned: {choice.command}", (point["x"], point["quality"]), xytext=(0, -22),
+                        textcoords="offset points", ha="center", fontsize=6, color="crimson")  # fmt: skip
+            marked += 1
+    return marked
+
+
 def _draw_point(ax: Axes, point: Any, marker: str, hollow: bool) -> None:
     colour = provider_colour(point.provider)
     xerr = [[max(point.x - point.x_low, 0.0)], [max(point.x_high - point.x, 0.0)]]

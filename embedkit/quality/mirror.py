@@ -68,6 +68,9 @@ class ClassificationData:
 
 
 STSBENCHMARK_TEST = ("stsbenchmark/sts-test.csv", 1379)
+# The splits no mteb task evaluates (calibration material, embedkit.models.calibration).
+STSBENCHMARK_TRAIN = ("stsbenchmark/sts-train.csv", 5749)
+STSBENCHMARK_DEV = ("stsbenchmark/sts-dev.csv", 1500)
 # MTEB's SICK-R evaluates every pair of the three SICK files as its "test" split (9927 pairs).
 SICK_FILES = (
     ("sick/SICK_train.txt", 4500),
@@ -115,9 +118,14 @@ def read_stsbenchmark(root: Path | None = None) -> list[STSPair]:
 
     Sentences contain bare double quotes, and some rows carry two extra licence columns.
     """
-    path = _required(root, STSBENCHMARK_TEST, "STSBenchmark")
+    return read_stsbenchmark_file(STSBENCHMARK_TEST, root)
+
+
+def read_stsbenchmark_file(spec: tuple[str, int], root: Path | None = None) -> list[STSPair]:
+    """One STSBenchmark file (`STSBENCHMARK_TEST`, `_TRAIN` or `_DEV`: path and row count), read as the test is."""
+    path = _required(root, spec, "STSBenchmark")
     rows = _convert(path, _tsv_rows(path), _stsbenchmark_pair)
-    return _checked(path, rows, STSBENCHMARK_TEST[1], "STSBenchmark")
+    return _checked(path, rows, spec[1], "STSBenchmark")
 
 
 def read_sick_r(root: Path | None = None) -> list[STSPair]:

@@ -297,6 +297,8 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
             "providers": result.providers,
             "intra_op_threads": session.config.intra_op_threads,  # null: ONNX Runtime's default
             "embedding_cache": result.embedding_cache,
+            # Texts are cut at this many tokens (the model's own max_seq_length, or a lower cap).
+            "max_seq_length": embedder.tokenizer.max_seq_length,
         },
     }
     if result.data_revision:

@@ -123,6 +123,23 @@ _MODEL["properties"]["tokenizer"] = {
     "additionalProperties": False,
 }
 
+_MAYBE_NUMBER = {"type": ["number", "null"]}
+_TUNE_CANDIDATE = _object(
+    {
+        "model": _NAME,
+        "variant": _NAME,
+        "provider": _PROVIDER,
+        "threads": {"type": ["integer", "null"], "minimum": 1},
+        "spinning": _NAME,
+        "max_seq_length": {"type": ["integer", "null"], "minimum": 2},
+        "p95_ms": _MAYBE_NUMBER,
+        "mean_score": _MAYBE_NUMBER,
+        "status": {"enum": ["fits", "misses", "chosen", "skipped"]},
+        "reason": {"type": "string"},
+    },
+    extra=True,
+)
+
 _ENVELOPE = {
     "schema_version": {"const": SCHEMA_VERSION},
     "record_id": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
@@ -202,6 +219,22 @@ _KIND_PROPERTIES: dict[str, dict[str, Any]] = {
         # sha256 of each local data file the scores were computed from, keyed by its path in the
         # mirror (or by task). Empty when every task loaded from the hub: see `data_revision`.
         "data_sha256": {"type": "object", "additionalProperties": _SHA256},
+    },
+    # `embedkit tune`: the question, every candidate with what was measured of it or why it was skipped,
+    # and the choice (null when nothing meets the goal).
+    "tune": {
+        "question": _object(
+            {
+                "model": _NAME,
+                "tasks": {"type": "array", "items": _NAME, "minItems": 1},
+                "mode": {"enum": ["p95", "throughput"]},
+            },
+            extra=True,
+        ),
+        "best": {"type": ["object", "null"]},
+        "candidates": {"type": "array", "minItems": 1, "items": _TUNE_CANDIDATE},
+        "counts": _object({"candidates": _COUNT, "measured": _COUNT, "skipped": _COUNT}, extra=False),
+        "seconds": _NONNEGATIVE,
     },
 }
 
@@ -291,7 +324,21 @@ def _consistency_problems(record: Mapping[str, Any]) -> list[str]:
                 problems.append(f"stages.{stage}.n is {record['stages'][stage]['n']} but {stored} samples are stored")
     if record["kind"] == "score":
         problems.extend(_score_problems(record))
+    if record["kind"] == "tune":
+        problems.extend(_tune_problems(record))
     return problems
+
+
+def _tune_problems(record: Mapping[str, Any]) -> list[str]:
+    chosen = [c for c in record["candidates"] if c["status"] == "chosen"]
+    if record["best"] is None:
+        return [f"no best but {len(chosen)} candidate(s) marked chosen"] if chosen else []
+    if len(chosen) != 1:
+        return [f"a best configuration but {len(chosen)} candidates marked chosen"]
+    keys = ("model", "variant", "provider", "threads", "spinning", "max_seq_length")
+    if any(record["best"].get(key) != chosen[0][key] for key in keys):
+        return ["best differs from the candidate marked chosen"]
+    return []
 
 
 def _score_problems(record: Mapping[str, Any]) -> list[str]:

@@ -126,6 +126,13 @@ def seconds(value: Any) -> float:
     return float(value)
 
 
+def positive_number(value: Any) -> float:
+    """A finite number > 0 (a budget in ms, a throughput, a score floor)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError("expected a number > 0")
+    return float(value)
+
+
 def positive_seconds(value: Any) -> float:
     """A number of seconds > 0."""
     if seconds(value) == 0:
