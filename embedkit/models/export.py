@@ -20,7 +20,7 @@ from typing import Any
 
 from embedkit import defaults
 from embedkit.errors import ModelFileError, UsageError, VariantUnavailableError
-from embedkit.models.inspect import external_data_locations
+from embedkit.models.inspect import external_data_locations, load_graph
 from embedkit.models.sources import materialize, pytorch_checkpoint, read_json, tree_sha256
 from embedkit.models.specs import ModelSpec
 from embedkit.paths import child_path, models_dir
@@ -206,9 +206,7 @@ def get_variant(
 def onnx_files(model_path: Path) -> list[Path]:
     """The ONNX file and the external data files it names (a model over protobuf's 2 GB keeps its
     weights beside the graph, e.g. `model.onnx_data`)."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_graph(model_path)
     return [Path(model_path), *(Path(model_path).parent / location for location in external_data_locations(model))]
 
 

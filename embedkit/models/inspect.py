@@ -19,7 +19,8 @@ from embedkit.errors import ModelFileError
 COREML_MAX_DIMENSION = 16_384
 
 
-def _load(model_path: Path, with_weights: bool = False) -> Any:
+def load_graph(model_path: Path, with_weights: bool = False) -> Any:
+    """The parsed ONNX model (without its external weights unless asked); ModelFileError when damaged."""
     import onnx
 
     try:
@@ -61,7 +62,7 @@ def _layer_count(graph: Any) -> int | None:
 
 
 def graph_facts(model_path: Path) -> dict[str, Any]:
-    model = _load(model_path)
+    model = load_graph(model_path)
     graph = model.graph
     sizes = _initializer_sizes(graph)
     outputs = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output}
@@ -110,7 +111,7 @@ def _position_rows(sizes: dict[str, tuple[int, ...]]) -> int | None:
 
 def oversized_tensors(model_path: Path, limit: int = COREML_MAX_DIMENSION) -> dict[str, tuple[int, ...]]:
     """Initializers with a dimension above `limit`: CoreML EP rejects the nodes that use them."""
-    graph = _load(model_path).graph
+    graph = load_graph(model_path).graph
     return {name: shape for name, shape in _initializer_sizes(graph).items() if any(d > limit for d in shape)}
 
 
@@ -121,7 +122,7 @@ def coreml_report(model_path: Path) -> dict[str, Any]:
 
     # Shapes come from the graph and the initializers' dims: the weights themselves (gigabytes of external
     # data for a large model, which ORT's ModelProtoWithShapeInfo would load and copy) are not read.
-    model = onnx.shape_inference.infer_shapes(_load(model_path), strict_mode=True)
+    model = onnx.shape_inference.infer_shapes(load_graph(model_path), strict_mode=True)
     oversized = {
         name for name, shape in _initializer_sizes(model.graph).items() if any(d > COREML_MAX_DIMENSION for d in shape)
     }

@@ -49,8 +49,10 @@ def _axis_options(profile: Mapping[str, Any]) -> list[str]:
     for axis in AXES:
         value: Any = profile.get(f"grid.{axis.field}")
         if _missing(value):
-            if not _takes_none(axis):
-                continue  # a record made before this axis existed does not say
+            if not _takes_none(axis) or axis.default == (None,):
+                # A record made before this axis existed does not say; when None is the axis's default
+                # (max_seq_length: the model's own), the command's default repeats it.
+                continue
             value = None
         elif isinstance(value, float | np.floating) and float(value).is_integer():
             value = int(value)  # a frame column with gaps holds its integers as floats
