@@ -15,6 +15,12 @@ SWEEP_PROVIDERS = (DEFAULT_PROVIDER,)
 # Texts per session.run when embedding many texts (sentence-transformers' own default).
 BATCH_SIZE = 32
 
+# Weights: a model's checkpoint, or an architecture twin with random weights built from its bundled
+# config under a fixed seed (embedkit.models.twins): the same graph, so the same latency.
+WEIGHTS = ("checkpoint", "random")
+DEFAULT_WEIGHTS = "checkpoint"
+TWIN_SEED = 0
+
 # Variants
 DEFAULT_VARIANT = "fp32"
 # What `embedkit bench` times against sentence-transformers when no --variant is given, and how much.

@@ -65,6 +65,16 @@ class RowCountError(LocalDataError):
     """A file has a different number of rows than the MTEB task uses."""
 
 
+class RandomWeightsError(UsageError):
+    """A quality verb (score, verify, parity) asked of a model with random weights (an architecture
+    twin): its latency is the real model's, its embeddings mean nothing."""
+
+
+class VariantUnavailableError(UsageError):
+    """A variant that cannot be produced for this model (e.g. O1–O4 of an architecture optimum's
+    ORTOptimizer does not know); the message says why and what exists instead."""
+
+
 class ParityError(EmbedkitError, RuntimeError):
     """A variant failed the parity gate and the caller did not force its use."""
 

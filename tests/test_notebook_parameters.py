@@ -22,9 +22,19 @@ _MODEL = {"model": defaults.DEFAULT_MODEL, "variant": defaults.DEFAULT_VARIANT, 
 # quickstart's sentences, a directory) are not defaults anything else shares.
 LIBRARY_DEFAULTS: dict[str, dict[str, Any]] = {
     "00_quickstart.ipynb": _MODEL,
-    "01_export.ipynb": {"model": defaults.DEFAULT_MODEL, "variants": list(defaults.EXPORT_NOTEBOOK_VARIANTS)},
+    "01_export.ipynb": {
+        "model": defaults.DEFAULT_MODEL,
+        "variants": list(defaults.EXPORT_NOTEBOOK_VARIANTS),
+        "weights": defaults.DEFAULT_WEIGHTS,
+    },
     # An empty grid is every axis at its default (embedkit.latency.grid.AXES).
-    "02_profile.ipynb": {**_MODEL, "grid": {}, "samples": defaults.MIN_SAMPLES, "min_seconds": defaults.MIN_SECONDS},
+    "02_profile.ipynb": {
+        **_MODEL,
+        "grid": {},
+        "samples": defaults.MIN_SAMPLES,
+        "min_seconds": defaults.MIN_SECONDS,
+        "weights": defaults.DEFAULT_WEIGHTS,
+    },
     "03_quality.ipynb": {**_MODEL, "tasks": list(defaults.DEFAULT_TASKS), "batch_size": defaults.BATCH_SIZE},
     "04_tradeoff.ipynb": {"sweep": defaults.DEFAULT_SWEEP, "seq_bucket": defaults.DECISION_SEQ_BUCKET},
 }

@@ -19,6 +19,7 @@ Result = dict[str, Any]
 def models_verb(args: argparse.Namespace) -> Result:
     from embedkit.models.export import VARIANTS
     from embedkit.models.specs import KNOWN_SPECS, describe_source
+    from embedkit.models.twins import twin_models
 
     return {
         "models": [
@@ -32,6 +33,8 @@ def models_verb(args: argparse.Namespace) -> Result:
                 "licence": spec.licence,
                 "variants": [spec.packaged_variant] if spec.is_onnx_only else list(VARIANTS),
                 "description": spec.description,
+                # --weights random builds its architecture twin from a bundled config
+                "random_weights": spec.name in twin_models(),
             }
             for spec in KNOWN_SPECS.values()
         ]
@@ -41,16 +44,24 @@ def models_verb(args: argparse.Namespace) -> Result:
 def export_verb(args: argparse.Namespace) -> Result:
     from embedkit.models.export import get_variant
     from embedkit.models.specs import get_spec
+    from embedkit.models.twins import with_weights
 
-    spec = get_spec(args.model)
+    spec = with_weights(get_spec(args.model), args.weights)
     variants = [get_variant(spec, name, args.quantization_arch) for name in args.variant or [defaults.DEFAULT_VARIANT]]
     return {"variants": [{"variant": v.name, "path": str(v.path), "sha256": v.sha256, "manifest": v.manifest}
                          for v in variants]}  # fmt: skip
 
 
 def inspect_verb(args: argparse.Namespace) -> Result:
+    from embedkit.models.export import get_variant
     from embedkit.models.inspect import inspect_model
+    from embedkit.models.specs import KNOWN_SPECS
+    from embedkit.models.twins import resolve_spec
 
+    # A known model's name (or any model with --weights random) is exported if need be, then inspected.
+    if args.weights != defaults.DEFAULT_WEIGHTS or split_model(args.path)[0] in KNOWN_SPECS:
+        model, variant = model_variant(args.path)
+        return inspect_model(get_variant(resolve_spec(model, args.weights), variant).path)
     path = existing(args.path, "path")
     if path.is_dir():
         candidates = sorted(path.glob("*.onnx"))
@@ -66,7 +77,8 @@ def _load(args: argparse.Namespace) -> Any:
 
     model, variant = split_model(args.model)
     options: dict[str, Any] = parse_options(args.provider_option)
-    return load(model, variant, args.provider, fallback=args.fallback, intra_op_threads=args.threads, **options)
+    return load(model, variant, args.provider, fallback=args.fallback, intra_op_threads=args.threads,
+                weights=args.weights, **options)  # fmt: skip
 
 
 def embed_verb(args: argparse.Namespace) -> Result:
@@ -193,6 +205,7 @@ def profile_verb(args: argparse.Namespace) -> Result:
         max_seconds=args.max_seconds,
         out_dir=out_dir,
         progress=_report_progress,
+        weights=args.weights,
     )
     if not args.json:
         return {"out": str(out_dir), "points": [record_summary(record) for record in written]}
@@ -220,7 +233,9 @@ def _compare(args: argparse.Namespace) -> Result:
         configs = _provider_configs([provider if sep else defaults.DEFAULT_PROVIDER], args.provider_option)
         if len(configs) != 1:
             raise UsageError("--compare takes one value per --provider-option key")
-        backends.append(Backend(model, variant, configs[0], first["intra_op_threads"], first["spinning"]))
+        backends.append(
+            Backend(model, variant, configs[0], first["intra_op_threads"], first["spinning"], weights=args.weights)
+        )
     return compare(backends[0], backends[1], scenario)
 
 

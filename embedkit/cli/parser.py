@@ -15,6 +15,12 @@ from embedkit.cli.commands import Result
 DESCRIPTION = "`embedkit` command line: every verb prints text for people or, with --json, one JSON object."
 
 
+def _add_weights_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", choices=defaults.WEIGHTS, default=defaults.DEFAULT_WEIGHTS,
+                        help="checkpoint (default), or random: the model's architecture twin, "
+                             "built from its bundled config (latency only)")  # fmt: skip
+
+
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help=f"MODEL[:VARIANT], e.g. {defaults.DEFAULT_MODEL}:int8-pc")
     parser.add_argument("--provider", default=defaults.DEFAULT_PROVIDER,
@@ -22,6 +28,7 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fallback", default=None, help="provider to use (and record) if --provider is missing")
     parser.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    _add_weights_option(parser)
 
 
 def _add_trailing_json(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +51,10 @@ def _add_model_verbs(verbs: Any) -> None:
     export.add_argument("model")
     export.add_argument("--variant", action="append", help=f"{' '.join(VARIANTS)} (repeatable)")
     export.add_argument("--quantization-arch", default=None, help=f"{' '.join(QUANTIZATION_ARCHS)} (default: this CPU)")
+    _add_weights_option(export)
     inspect = _verb(verbs, "inspect", commands.inspect_verb, "graph facts and the CoreML/NNAPI usability report")
-    inspect.add_argument("path", help="an .onnx file or a directory holding one")
+    inspect.add_argument("path", help="an .onnx file, a directory holding one, or MODEL[:VARIANT] (exported if need be)")
+    _add_weights_option(inspect)
     embed = _verb(verbs, "embed", commands.embed_verb, "embed texts")
     _add_load_options(embed)
     embed.add_argument("--text", action="append", help="a text (repeatable)")
@@ -137,6 +146,7 @@ def _add_latency_verbs(verbs: Any) -> None:
         "--max-seconds", type=float, default=None, help="cap per point, even below --samples (the record says so)"
     )
     profile.add_argument("--out", default=None, help="records directory (default results/records)")  # fmt: skip
+    _add_weights_option(profile)
 
 
 def _add_result_verbs(verbs: Any) -> None:

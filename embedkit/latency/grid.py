@@ -52,8 +52,11 @@ class Backend:
     provider: ProviderConfig = field(default_factory=lambda: ProviderConfig.of(defaults.DEFAULT_PROVIDER))
     intra_op_threads: int | None = None
     spinning: str = defaults.SPINNING  # one of SPINNING_MODES
+    weights: str = defaults.DEFAULT_WEIGHTS  # one of defaults.WEIGHTS: "random" measures the model's twin
 
     def __post_init__(self) -> None:
+        if self.weights not in defaults.WEIGHTS:
+            raise UsageError(f"unknown weights {self.weights!r}; expected one of {defaults.WEIGHTS}")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise UsageError(f"intra_op_threads must be at least 1 or None, got {self.intra_op_threads}")
         check_spinning(self.spinning)
@@ -65,7 +68,8 @@ class Backend:
     def from_dict(cls, data: Mapping[str, Any]) -> Backend:
         provider = ProviderConfig.of(data["provider"]["name"], dict(data["provider"]["options"]))
         axes = {axis.field: data[axis.field] for axis in BACKEND_AXES}
-        return cls(data["model"], data["variant"], provider, **axes)
+        return cls(data["model"], data["variant"], provider, **axes,
+                   weights=data.get("weights", defaults.DEFAULT_WEIGHTS))  # fmt: skip
 
     def session_options(self) -> dict[str, str]:
         """Provider options as the session gets them: the thread count reaches OpenVINO's own pool."""
@@ -77,7 +81,8 @@ class Backend:
     def label(self) -> str:
         threads = "default" if self.intra_op_threads is None else self.intra_op_threads
         spinning = "" if self.spinning == defaults.SPINNING else f" spinning={self.spinning}"
-        return f"{self.model}:{self.variant}@{self.provider.label()} threads={threads}{spinning}"
+        weights = "" if self.weights == defaults.DEFAULT_WEIGHTS else f" weights={self.weights}"
+        return f"{self.model}:{self.variant}@{self.provider.label()} threads={threads}{spinning}{weights}"
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ class Grid:
     threads: tuple[int | None, ...] = defaults.PROFILE_THREADS
     spinning: tuple[str, ...] = (defaults.SPINNING,)
     scenario_defaults: Scenario = Scenario(1, "short")  # samples, seconds and warm-up for every point
+    weights: str = defaults.DEFAULT_WEIGHTS  # every model's: its checkpoint, or its random-weight twin
 
     @classmethod
     def of(
@@ -233,10 +239,11 @@ class Grid:
         models: Iterable[tuple[str, str]],
         providers: Iterable[ProviderConfig],
         axes: Mapping[str, Iterable[Any] | None] | None = None,
+        weights: str = defaults.DEFAULT_WEIGHTS,
     ) -> Grid:
         """A grid over `models` × `providers` × the given axis values by key (the others at their defaults)."""
         values: dict[str, Any] = axis_values(axes or {})  # Grid fields by axis key
-        return cls(models=tuple(models), providers=tuple(providers), **values)
+        return cls(models=tuple(models), providers=tuple(providers), **values, weights=weights)
 
     def with_measurement(self, **changes: Any) -> Grid:
         """The same grid with other sample counts, durations or warm-up settings."""
@@ -247,7 +254,13 @@ class Grid:
         backend_values = [getattr(self, axis.key) for axis in BACKEND_AXES]
         scenario_values = [getattr(self, axis.key) for axis in SCENARIO_AXES]
         backends = [
-            Backend(model, variant, provider, **dict(zip((axis.field for axis in BACKEND_AXES), values, strict=True)))
+            Backend(
+                model,
+                variant,
+                provider,
+                **dict(zip((axis.field for axis in BACKEND_AXES), values, strict=True)),
+                weights=self.weights,
+            )
             for (model, variant), provider, *values in itertools.product(self.models, self.providers, *backend_values)
         ]
         return [

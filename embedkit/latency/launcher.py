@@ -21,7 +21,7 @@ from embedkit.latency.environments import Environments
 from embedkit.latency.grid import Backend, Grid, GridPoint, ProviderConfig, Scenario
 from embedkit.latency.worker import WORKER_MODULE
 from embedkit.models.export import Variant, get_variant
-from embedkit.models.specs import get_spec
+from embedkit.models.twins import resolve_spec
 from embedkit.results.files import read_record
 
 # Lines of a failed worker's stderr quoted in the error.
@@ -54,12 +54,12 @@ class VariantResolver:
     """Each (model, variant) resolved (exported if need be) once, in the parent's environment."""
 
     def __init__(self) -> None:
-        self._variants: dict[tuple[str, str], Variant] = {}
+        self._variants: dict[tuple[str, str, str], Variant] = {}
 
     def __call__(self, backend: Backend) -> Variant:
-        key = (backend.model, backend.variant)
+        key = (backend.model, backend.variant, backend.weights)
         if key not in self._variants:
-            self._variants[key] = get_variant(get_spec(backend.model), backend.variant)
+            self._variants[key] = get_variant(resolve_spec(backend.model, backend.weights), backend.variant)
         return self._variants[key]
 
 
@@ -107,13 +107,14 @@ def profile(
     max_seconds: float | None = None,
     out_dir: Path | None = None,
     progress: Progress | None = None,
+    weights: str = defaults.DEFAULT_WEIGHTS,
 ) -> list[dict[str, Any]]:
     """The front door: profile (model, variant) pairs over a grid; returns the records written.
 
     `axes`: values by axis key (embedkit.latency.grid.AXES, e.g. {"batch_sizes": [1], "threads": [2]});
-    an axis not given takes its default values.
+    an axis not given takes its default values. `weights="random"`: the models' architecture twins.
     """
-    grid = Grid.of(models, providers, axes).with_measurement(
+    grid = Grid.of(models, providers, axes, weights).with_measurement(
         min_samples=min_samples, min_seconds=min_seconds, max_seconds=max_seconds
     )
     return run_grid(grid, out_dir, progress=progress)

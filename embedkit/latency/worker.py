@@ -40,8 +40,9 @@ from embedkit.latency.grid import Backend, GridPoint, Scenario
 from embedkit.latency.sampling import StopRule, WarmUp, call_ms, sample_rounds, sample_stages, warm_up
 from embedkit.latency.workload import BucketTexts, bucket_texts
 from embedkit.models.export import Variant, read_variant
-from embedkit.models.loading import ModelFiles, embedder_for
-from embedkit.models.specs import ModelSpec, get_spec
+from embedkit.models.loading import ModelFiles, embedder_for, weights_and_tokenizer
+from embedkit.models.specs import ModelSpec
+from embedkit.models.twins import resolve_spec
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.session import OrtSession, SessionConfig
 from embedkit.pipeline.tokenizer import Tokenizer
@@ -89,7 +90,7 @@ class MeasuredModel:
 
     @classmethod
     def for_backend(cls, backend: Backend, variant: Variant) -> MeasuredModel:
-        return cls.of(get_spec(backend.model), variant, session_config(backend))
+        return cls.of(resolve_spec(backend.model, backend.weights), variant, session_config(backend))
 
 
 def open_embedder(model: MeasuredModel, config: SessionConfig | None = None) -> tuple[Embedder, float]:
@@ -183,7 +184,11 @@ def measure_point(point: GridPoint, variant: Variant, out_dir: Path | None) -> P
     peak = peak_rss_mb()
     audit = audit_placement(model, texts)
     body = {
-        "model": {"spec": spec_record(model.spec), "variant": variant_record(variant)},
+        "model": {
+            "spec": spec_record(model.spec),
+            "variant": variant_record(variant),
+            **weights_and_tokenizer(model.spec, model.tokenizer),
+        },
         "grid": {
             "model": model.spec.name,
             "variant": variant.name,

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from embedkit import defaults
-from embedkit.errors import ModelFileError, UsageError
+from embedkit.errors import ModelFileError, UsageError, VariantUnavailableError
+from embedkit.models.inspect import external_data_locations
 from embedkit.models.sources import materialize, pytorch_checkpoint, read_json, tree_sha256
 from embedkit.models.specs import ModelSpec
 from embedkit.paths import child_path, models_dir
-from embedkit.system import file_sha256, package_versions, utc_now
+from embedkit.system import file_sha256, package_versions, peak_rss_mb, utc_now
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16")
 QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
@@ -130,6 +131,11 @@ def get_variant(
         return packaged_variant(spec, variant, directory)
     checkpoint = pytorch_checkpoint(spec, directory)
     checkpoint_sha = tree_sha256(checkpoint)
+    if variant in ("O1", "O2", "O3", "O4") and not optimizer_knows(checkpoint):
+        raise VariantUnavailableError(
+            f"{spec.name}:{variant} cannot be produced: optimum's ORTOptimizer does not know model_type "
+            f"{_model_type(checkpoint)!r}; its fp32, fp16 and int8 variants (quantized from fp32) exist"
+        )
     quantize_from = quantization_source(checkpoint) if variant.startswith("int8") else "fp32"
     options = recipe(variant, quantization_arch, quantize_from)
     target = _variant_dir(spec, variant, checkpoint_sha, options)
@@ -141,12 +147,42 @@ def get_variant(
         produced = _produce(spec, variant, options, checkpoint, source, work)
         staging = work / "out"
         staging.mkdir()
-        shutil.move(str(produced), staging / MODEL_FILE)
+        place_onnx(produced, staging, shutil.move)
         manifest = _manifest(spec, variant, options, checkpoint, checkpoint_sha, staging / MODEL_FILE, source)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     return _read_variant(variant, target)
+
+
+def onnx_files(model_path: Path) -> list[Path]:
+    """The ONNX file and the external data files it names (a model over protobuf's 2 GB keeps its
+    weights beside the graph, e.g. `model.onnx_data`)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return [Path(model_path), *(Path(model_path).parent / location for location in external_data_locations(model))]
+
+
+def onnx_sha256(model_path: Path) -> str:
+    """The ONNX file's sha256; for a model with external data, the sha256 of its files' names and hashes."""
+    files = onnx_files(model_path)
+    if len(files) == 1:
+        return file_sha256(model_path)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(bytes.fromhex(file_sha256(path)))
+    return digest.hexdigest()
+
+
+def place_onnx(model_path: Path, directory: Path, transfer: Any) -> None:
+    """`model_path` to `directory/model.onnx`, its external data files beside it (names kept: the graph
+    names them); `transfer` is shutil.move or shutil.copy."""
+    model_file, *data_files = onnx_files(model_path)
+    for data_file in data_files:
+        transfer(str(data_file), directory / data_file.name)
+    transfer(str(model_file), directory / MODEL_FILE)
 
 
 def _ensure_parent(target: Path) -> Path:
@@ -161,15 +197,23 @@ def quantization_source(checkpoint: Path) -> str:
     Attention node, which the quantizer turns into QAttention (one int8 QKV product) instead of three
     MatMulInteger chains around an unfused float attention.
     """
+    return "O2" if optimizer_knows(checkpoint) else "fp32"
+
+
+def _model_type(checkpoint: Path) -> str:
+    return str(read_json(checkpoint / "config.json", "model config").get("model_type", ""))
+
+
+def optimizer_knows(checkpoint: Path) -> bool:
+    """Whether optimum's ORTOptimizer (the O1–O4 variants) supports the checkpoint's architecture."""
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
     from optimum.onnxruntime.utils import ORTConfigManager
 
-    model_type = str(read_json(checkpoint / "config.json", "model config").get("model_type", ""))
     try:
-        ORTConfigManager.check_optimization_supported_model(model_type, AutoOptimizationConfig.O2())
+        ORTConfigManager.check_optimization_supported_model(_model_type(checkpoint), AutoOptimizationConfig.O2())
     except NotImplementedError:
-        return "fp32"
-    return "O2"
+        return False
+    return True
 
 
 def _produce(
@@ -181,7 +225,7 @@ def _produce(
     # optimum's optimizer and quantizer read config.json beside the ONNX file.
     source_dir = work / source.name
     source_dir.mkdir()
-    shutil.copy(source.path, source_dir / MODEL_FILE)
+    place_onnx(source.path, source_dir, shutil.copy)
     shutil.copy(checkpoint / "config.json", source_dir / "config.json")
     if "optimization_level" in options:
         return _optimize(source_dir, variant, work)
@@ -224,9 +268,13 @@ def _quantize(source_dir: Path, quantization: dict[str, Any], work: Path) -> Pat
 
     preset = getattr(AutoQuantizationConfig, quantization["arch"])
     config = preset(is_static=False, per_channel=quantization["per_channel"])
-    _infer_contrib_op_shapes(source_dir / MODEL_FILE)
+    external = len(onnx_files(source_dir / MODEL_FILE)) > 1
+    if quantization["source_variant"] != "fp32":  # only fused graphs hold ops ONNX cannot type
+        _infer_contrib_op_shapes(source_dir / MODEL_FILE)
     out = work / "quantized"
-    ORTQuantizer.from_pretrained(source_dir, file_name=MODEL_FILE).quantize(config, out, file_suffix=None)
+    # A graph too big for one protobuf (> 2 GB) is read and written with its weights in external data.
+    quantizer = ORTQuantizer.from_pretrained(source_dir, file_name=MODEL_FILE)
+    quantizer.quantize(config, out, file_suffix=None, use_external_data_format=external)
     quantization["config"] = _jsonable(config)
     return out / MODEL_FILE
 
@@ -248,9 +296,12 @@ def _to_float16(model_path: Path, work: Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
+    # ONNX's shape inference serializes the whole model, which fails over protobuf's 2 GB: a model
+    # with external data is converted without it, and saved with external data again.
+    external = len(onnx_files(model_path)) > 1
+    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True, disable_shape_infer=external)
     out = work / "fp16.onnx"
-    onnx.save(model, str(out))
+    onnx.save(model, str(out), save_as_external_data=external, location="fp16.onnx_data")
     return out
 
 
@@ -272,8 +323,10 @@ def _manifest(
         "derived_from": None if derived_from is None else {"variant": derived_from.name, "sha256": derived_from.sha256},
         "options": _jsonable(options),
         "libraries": package_versions(EXPORT_LIBRARIES),
-        "model_sha256": file_sha256(model_path),
+        "model_sha256": onnx_sha256(model_path),
         "graph": graph_facts(model_path),
+        # Of the exporting process, up to here: what producing the variant took (a 0.6B model needs GBs).
+        "peak_rss_mb": peak_rss_mb(),
         "created_at": utc_now(),
     }
 

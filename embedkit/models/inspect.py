@@ -78,7 +78,29 @@ def graph_facts(model_path: Path) -> dict[str, Any]:
         "nodes": len(graph.node),
         "op_histogram": dict(Counter(node.op_type for node in graph.node).most_common()),
         "file_bytes": Path(model_path).stat().st_size,
+        # Weights kept beside the graph (models over protobuf's 2 GB), by file name.
+        "external_data_bytes": _external_data_bytes(model, Path(model_path).parent),
     }
+
+
+def external_data_locations(model: Any) -> list[str]:
+    """The external data files a model's tensors name (relative to the ONNX file), without reading them."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    return sorted(
+        {
+            entry.value
+            for tensor in _get_all_tensors(model)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+
+
+def _external_data_bytes(model: Any, directory: Path) -> dict[str, int]:
+    return {name: (directory / name).stat().st_size for name in external_data_locations(model)}
 
 
 def _position_rows(sizes: dict[str, tuple[int, ...]]) -> int | None:
@@ -94,10 +116,12 @@ def oversized_tensors(model_path: Path, limit: int = COREML_MAX_DIMENSION) -> di
 
 def coreml_report(model_path: Path) -> dict[str, Any]:
     """Predicted CoreML (MLProgram and NeuralNetwork) and NNAPI partitions, with the >16384 rule applied."""
+    import onnx
     from onnxruntime.tools.mobile_helpers import usability_checker as checker
-    from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo
 
-    model = ModelProtoWithShapeInfo(Path(model_path)).model_with_shape_info
+    # Shapes come from the graph and the initializers' dims: the weights themselves (gigabytes of external
+    # data for a large model, which ORT's ModelProtoWithShapeInfo would load and copy) are not read.
+    model = onnx.shape_inference.infer_shapes(_load(model_path), strict_mode=True)
     oversized = {
         name for name, shape in _initializer_sizes(model.graph).items() if any(d > COREML_MAX_DIMENSION for d in shape)
     }

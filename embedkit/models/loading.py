@@ -16,10 +16,12 @@ from embedkit.errors import ModelFileError
 from embedkit.models.export import Variant, get_variant
 from embedkit.models.sources import materialize, read_json
 from embedkit.models.specs import ModelSpec, get_spec
+from embedkit.models.twins import resolve_spec, with_weights
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.pooling import read_pooling_mode
 from embedkit.pipeline.session import OrtSession, SessionConfig
 from embedkit.pipeline.tokenizer import Tokenizer, read_max_seq_length
+from embedkit.system import file_sha256
 
 # sentence-transformers' own default when a checkpoint does not say.
 DEFAULT_MAX_SEQ_LENGTH = 512
@@ -34,7 +36,9 @@ class ModelFiles:
     tokenizer_directory: Path  # where its tokenizer.json (and sentence_bert_config.json) live
 
     @classmethod
-    def of(cls, spec: ModelSpec) -> ModelFiles:
+    def of(cls, spec: ModelSpec, weights: str = defaults.DEFAULT_WEIGHTS) -> ModelFiles:
+        """`spec`'s files; with `weights="random"`, its architecture twin's (built once)."""
+        spec = with_weights(spec, weights)
         directory = materialize(spec)
         tokenizer_directory = materialize(get_spec(spec.tokenizer_from)) if spec.tokenizer_from else directory
         return cls(spec, directory, tokenizer_directory)
@@ -86,11 +90,15 @@ def load(
     inter_op_threads: int | None = None,
     enable_profiling: bool = False,
     spinning: str = defaults.SPINNING,
+    weights: str = defaults.DEFAULT_WEIGHTS,
     **provider_options: Any,
 ) -> Embedder:
-    """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use."""
-    spec = model if isinstance(model, ModelSpec) else get_spec(model)
-    files = ModelFiles.of(spec)
+    """An Embedder for `model` (spec name, local dir or hub id), exporting `variant` on first use.
+
+    `weights="random"`: the model's architecture twin (embedkit.models.twins), for latency only.
+    """
+    files = ModelFiles.of(resolve_spec(model, weights))
+    spec = files.spec
     chosen = get_variant(spec, variant or spec.packaged_variant, directory=files.directory)
     config = SessionConfig(
         provider=provider,
@@ -111,11 +119,22 @@ def embedder_for(
     session: OrtSession,
     files: ModelFiles | None = None,
     tokenizer: Tokenizer | None = None,
+    weights: str = defaults.DEFAULT_WEIGHTS,
 ) -> Embedder:
     """An Embedder around a session already created on `variant` (the profiler times that creation).
 
     `files`: the model's files, when the caller has resolved them; `tokenizer`: one the caller already
-    built for this variant (`ModelFiles.tokenizer`).
+    built for this variant (`ModelFiles.tokenizer`); `weights`: as for `load`, when `files` is not given.
     """
-    files = files or ModelFiles.of(spec)
+    files = files or ModelFiles.of(spec, weights)
+    spec = files.spec
     return Embedder(tokenizer or files.tokenizer(variant), session, files.pooling_mode(), spec.normalize, spec, variant)
+
+
+def weights_and_tokenizer(spec: ModelSpec, tokenizer: Tokenizer) -> dict[str, Any]:
+    """What a record says about the model's weights and what produced its input ids (`record["model"]`)."""
+    source = spec.tokenizer_source or f"{spec.tokenizer_from or spec.name} tokenizer.json"
+    facts: dict[str, Any] = {"source": source}
+    if tokenizer.source is not None and Path(tokenizer.source).is_file():
+        facts["sha256"] = file_sha256(Path(tokenizer.source))
+    return {"weights": spec.weights.to_record(), "tokenizer": facts}

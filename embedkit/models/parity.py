@@ -20,6 +20,7 @@ from embedkit.errors import ParityError
 from embedkit.models.export import PARITY
 from embedkit.models.sources import pytorch_checkpoint
 from embedkit.models.specs import ModelSpec, reference_of
+from embedkit.models.twins import refuse_random
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.pooling import l2_normalize
 from embedkit.system import package_versions, utc_now
@@ -112,6 +113,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def run_parity(embedder: Embedder, texts: Sequence[str] = PARITY_TEXTS) -> dict[str, Any]:
     """Compare, decide, and store the result beside the variant."""
+    refuse_random(embedder.spec, "parity")
     variant = embedder.variant
     reference = reference_of(embedder.spec)
     if reference is None:

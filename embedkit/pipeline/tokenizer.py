@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -44,13 +45,20 @@ class TokenizedBatch:
 
 class Tokenizer:
     def __init__(
-        self, tokenizer: HFTokenizer, max_seq_length: int, with_token_type_ids: bool, source: Path | None = None
+        self,
+        tokenizer: HFTokenizer,
+        max_seq_length: int,
+        with_token_type_ids: bool,
+        source: Path | None = None,
+        padding_defaults: Mapping[str, Any] | None = None,
     ):
+        """`padding_defaults`: the pad token and side when tokenizer.json stores no padding
+        (`padding_from_config`)."""
         self.max_seq_length = max_seq_length
         self.with_token_type_ids = with_token_type_ids
         self.source = source
         self._tokenizer = tokenizer
-        padding = tokenizer.padding or {}
+        padding = tokenizer.padding or padding_defaults or {}
         tokenizer.enable_truncation(max_length=max_seq_length)
         # length=None pads to the longest text in each batch; keep the checkpoint's pad token and side
         # (left padding matters for last-token pooling).
@@ -71,7 +79,8 @@ class Tokenizer:
             hf = HFTokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception for malformed JSON
             raise ModelFileError(f"cannot read tokenizer {path}: {exc}") from exc
-        return cls(hf, max_seq_length, with_token_type_ids, source=path)
+        defaults = padding_from_config(path.with_name("tokenizer_config.json"), hf)
+        return cls(hf, max_seq_length, with_token_type_ids, source=path, padding_defaults=defaults)
 
     @property
     def vocab_size(self) -> int:
@@ -93,6 +102,23 @@ class Tokenizer:
         token_type_ids = _id_matrix([e.type_ids for e in encodings]) if self.with_token_type_ids else None
         n_truncated = sum(1 for e in encodings if e.overflowing)
         return TokenizedBatch(input_ids, attention_mask, token_type_ids, n_truncated)
+
+
+def padding_from_config(config_file: Path, tokenizer: HFTokenizer) -> dict[str, Any] | None:
+    """The pad token and side transformers' AutoTokenizer would use (tokenizer_config.json's `pad_token`
+    and `padding_side`, default right), for a tokenizer.json that stores no padding (Qwen3's, e.g.)."""
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"malformed {config_file}: {exc}") from exc
+    pad = config.get("pad_token")
+    pad_token = pad.get("content") if isinstance(pad, dict) else pad
+    pad_id = tokenizer.token_to_id(pad_token) if isinstance(pad_token, str) else None
+    if pad_id is None:
+        return None
+    return {"direction": str(config.get("padding_side", "right")), "pad_id": pad_id, "pad_token": pad_token}
 
 
 def _id_matrix(rows: list[list[int]]) -> np.ndarray:

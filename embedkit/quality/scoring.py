@@ -20,7 +20,9 @@ from mteb.abstasks import AbsTask
 
 from embedkit import defaults
 from embedkit.errors import UsageError
+from embedkit.models.loading import weights_and_tokenizer
 from embedkit.models.parity import require_parity
+from embedkit.models.twins import refuse_random
 from embedkit.paths import results_dir
 from embedkit.pipeline.providers import build_provider_options
 from embedkit.quality import mirror
@@ -152,6 +154,7 @@ def score(
     "only-missing" strategy, and its score says `reused_result`; a sweep's rounds use it so that a
     task scored in round 1 is not scored again in round 2.
     """
+    refuse_random(embedder.spec, "score")
     parity_failed = not require_parity(embedder.variant, force)
     parity = dict(embedder.variant.parity) if embedder.variant.parity is not None else None
     encoder = EmbedkitEncoder(embedder)
@@ -281,6 +284,7 @@ def score_record(result: ScoreResult, embedder: Embedder) -> dict[str, Any]:
                 "manifest": variant.manifest,
                 "parity": result.parity,
             },
+            **weights_and_tokenizer(embedder.spec, embedder.tokenizer),
         },
         "provider": result.provider,
         "scores": result.scores,

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from embedkit import defaults
 from embedkit.errors import RecordMismatchError, UsageError
-from embedkit.models.export import get_variant
+from embedkit.models.export import get_variant, onnx_sha256
 from embedkit.models.loading import embedder_for
-from embedkit.models.specs import KNOWN_SPECS, get_spec
+from embedkit.models.specs import KNOWN_SPECS, ModelSpec, Weights, get_spec
+from embedkit.models.twins import refuse_random
 from embedkit.paths import data_dir
 from embedkit.pipeline.embedder import Embedder
 from embedkit.pipeline.session import OrtSession, SessionConfig
@@ -25,7 +26,6 @@ from embedkit.quality import mirror
 from embedkit.quality.scoring import score
 from embedkit.quality.tasks import get_task
 from embedkit.results.files import read_record
-from embedkit.system import file_sha256
 
 VERIFY_TOLERANCE = 1e-6  # a re-run on the same machine and provider reproduces every main score
 
@@ -74,6 +74,8 @@ def verify_record(path: Path | str, *, tolerance: float = VERIFY_TOLERANCE) -> V
     record = read_record(path)
     if record["kind"] != "score":
         raise UsageError(f"{path} is a {record['kind']} record; verify takes score records")
+    if record["model"].get("weights", {}).get("kind") == "random":
+        refuse_random(_recorded_twin(record), "verify")
     tasks = list(record["scores"])
     _require_same_data(record, tasks)
     embedder = embedder_for_record(record)
@@ -98,6 +100,10 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
     recorded_spec, recorded_variant = record["model"]["spec"], record["model"]["variant"]
     spec = get_spec(_spec_location(recorded_spec))
     current_spec = json.loads(json.dumps(asdict(spec), default=str))
+    # Spec fields added after a record was written: compared only where the record has them.
+    for key in _LATER_SPEC_FIELDS:
+        if key not in recorded_spec:
+            current_spec.pop(key, None)
     if current_spec != recorded_spec:
         changed = sorted(
             key for key in {*current_spec, *recorded_spec} if current_spec.get(key) != recorded_spec.get(key)
@@ -106,7 +112,7 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
             f"the model spec of {spec.name} changed since record {record['record_id']}: {changed}"
         )
     variant = get_variant(spec, recorded_variant["name"])
-    on_disk = file_sha256(variant.path)
+    on_disk = onnx_sha256(variant.path)
     if on_disk != recorded_variant["sha256"]:
         raise RecordMismatchError(
             f"variant {spec.name}:{variant.name} on disk ({variant.path}) has sha256 {on_disk}, but record "
@@ -117,6 +123,17 @@ def embedder_for_record(record: Mapping[str, Any]) -> Embedder:
         record["provider"], scoring.get("provider_options", {}), intra_op_threads=scoring.get("intra_op_threads")
     )
     return embedder_for(spec, variant, OrtSession(variant.path, config))
+
+
+# ModelSpec fields newer than some score records (their defaults are what those records scored).
+_LATER_SPEC_FIELDS = ("weights", "tokenizer_source")
+
+
+def _recorded_twin(record: Mapping[str, Any]) -> ModelSpec:
+    """The recorded spec with its random weights: what `refuse_random` names in its refusal."""
+    weights = record["model"]["weights"]
+    spec = get_spec(_spec_location(record["model"]["spec"]))
+    return replace(spec, weights=Weights("random", weights["seed"], weights["config_sha256"]))
 
 
 def _spec_location(recorded_spec: Mapping[str, Any]) -> str:

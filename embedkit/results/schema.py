@@ -108,6 +108,20 @@ _MODEL = _object(
     },
     extra=False,
 )
+# Optional (records written before them stay valid; a missing `weights` reads as checkpoint): where the
+# weight values came from, and what produced the input ids.
+_MODEL["properties"]["weights"] = {
+    "oneOf": [
+        _object({"kind": {"const": "checkpoint"}}, extra=False),
+        _object({"kind": {"const": "random"}, "seed": {"type": "integer"}, "config_sha256": _SHA256}, extra=False),
+    ]
+}
+_MODEL["properties"]["tokenizer"] = {
+    "type": "object",
+    "properties": {"source": _NAME, "sha256": _SHA256},
+    "required": ["source"],
+    "additionalProperties": False,
+}
 
 _ENVELOPE = {
     "schema_version": {"const": SCHEMA_VERSION},

@@ -26,6 +26,9 @@ def _frame_row(record: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
         "variant": record.get("model", {}).get("variant", {}).get("name"),
         "provider": provider,
         "path": None if path is None else str(path),
+        # A record written before weights were recorded measured a checkpoint.
+        "weights": record.get("model", {}).get("weights", {}).get("kind", "checkpoint"),
+        "weights_seed": record.get("model", {}).get("weights", {}).get("seed"),
     }
     rest = {key: value for key, value in record.items() if key not in _FRAME_EXCLUDED and key not in lead}
     if "model" in rest:
@@ -39,7 +42,7 @@ def records_frame(records: Iterable[Mapping[str, Any]], paths: Iterable[Path | N
     `grid.batch_size`, `scores.STSBenchmark`, `provenance.onnxruntime.version`, …).
 
     Leading columns: record_id, kind, machine_id, created_at (UTC datetime), model, variant,
-    provider, path. Raw samples, per-task details and variant manifests stay in the records.
+    provider, path, weights ("checkpoint", or "random": an architecture twin), weights_seed. Raw samples, per-task details and variant manifests stay in the records.
     """
     import pandas as pd  # the notebooks' dependency; the profiler writes records without it
 
