@@ -8,6 +8,8 @@ PIP := $(PY) -m pip
 TORCH_INDEX ?=
 EXTRAS ?= dev,export,quality,notebooks
 export EMBEDKIT_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+# Published MTEB results (mteb ResultCache layout) for models whose quality is not measured here.
+export EMBEDKIT_PUBLISHED ?= $(if $(wildcard ../shared/published),$(abspath ../shared/published),)
 
 STAMP := $(VENV)/.embedkit-installed
 

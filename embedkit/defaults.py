@@ -89,3 +89,16 @@ TUNE_THROUGHPUT_SAMPLES = 20
 # Notebooks and sweeps
 KERNEL = "embedkit"
 DEFAULT_SWEEP = "default"
+
+# Published quality (embedkit.quality.published): the split whose main_score the MTEB leaderboard shows,
+# and the order in which a task found under several revision folders of one model is taken: a
+# commit-sha folder (results tied to the weights) before any other name (e.g. "external").
+PUBLISHED_SPLIT = "test"
+
+# The seed plan's model ladder, rung by rung, in the order the plan tries them: a rung is only tried
+# when the rungs before it miss the budget or the quality.
+LADDER: tuple[tuple[str, ...], ...] = (
+    ("all-MiniLM-L6-v2",),
+    ("e5-small-v2", "bge-small-en-v1.5"),
+    ("Qwen3-Embedding-0.6B",),
+)

@@ -145,3 +145,7 @@ class SweepConfigError(EmbedkitError, ValueError):
 
 class ProjectFilesError(EmbedkitError, FileNotFoundError):
     """The notebooks or experiments embedkit runs cannot be found (see `embedkit.paths.project_file`)."""
+
+
+class PublishedResultsError(EmbedkitError, LookupError):
+    """Published MTEB results that are not there: no results for the model, or none for a task's split."""

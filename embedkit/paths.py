@@ -68,6 +68,13 @@ def data_dir() -> Path | None:
     return _setting("EMBEDKIT_DATA")
 
 
+def published_dir() -> Path | None:
+    """Published MTEB results in the layout of mteb's ResultCache (`remote/results/<org>__<name>/<revision>/`),
+    e.g. ../shared/published; None: mteb's own cache, downloaded from the results repository when missing.
+    (Not EMBEDKIT_RESULTS: that names the results directory.)"""
+    return _setting("EMBEDKIT_PUBLISHED")
+
+
 def _file_places(kind: str) -> list[Path]:
     project = project_dir()
     places = [project / kind] if project is not None else []

@@ -107,6 +107,16 @@ def score_verb(args: argparse.Namespace) -> Result:
     return {"scores": result.scores, "records": [str(write_score_record(result, embedder, out_dir).resolve())]}
 
 
+def published_verb(args: argparse.Namespace) -> Result:
+    from embedkit.quality.published import published_scores, write_published_record
+
+    published = published_scores(args.model, task_names(args.tasks) if args.tasks else None, args.results)
+    result: Result = {"scores": published.main_scores(), "source": published.source()}
+    if args.record:
+        result["records"] = [str(write_published_record(published, args.out).resolve())]
+    return result
+
+
 def verify_verb(args: argparse.Namespace) -> Result:
     from embedkit.quality.verify import verify_record
 

@@ -246,11 +246,25 @@ def _add_tune_verb(verbs: Any) -> None:
     _add_trailing_json(tune)
 
 
+def _add_published_verb(verbs: Any) -> None:
+    published = _verb(verbs, "published", commands.published_verb,
+                      "a model's published MTEB main scores (test split), read by mteb from the results repository")  # fmt: skip
+    published.add_argument("model", help="a known hub spec (e.g. bge-small-en-v1.5) or a hub id org/name")
+    published.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                           help="MTEB task names, comma- or space-separated (default: every task published)")  # fmt: skip
+    published.add_argument("--results", default=None,
+                           help="a copy of the results repository in mteb's ResultCache layout "
+                                "(default $EMBEDKIT_PUBLISHED, else mteb's own cache, downloaded when missing)")  # fmt: skip
+    published.add_argument("--record", action="store_true", help="also write a `published` record")
+    published.add_argument("--out", default=None, help="records directory for --record (default results/records)")
+    _add_trailing_json(published)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedkit", description=DESCRIPTION)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    for add in (_add_model_verbs, _add_quality_verbs, _add_latency_verbs, _add_result_verbs, _add_run_verbs,
-                _add_tune_verb):  # fmt: skip
+    for add in (_add_model_verbs, _add_quality_verbs, _add_published_verb, _add_latency_verbs, _add_result_verbs,
+                _add_run_verbs, _add_tune_verb):  # fmt: skip
         add(verbs)
     return parser

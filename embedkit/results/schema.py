@@ -236,6 +236,37 @@ _KIND_PROPERTIES: dict[str, dict[str, Any]] = {
         "counts": _object({"candidates": _COUNT, "measured": _COUNT, "skipped": _COUNT}, extra=False),
         "seconds": _NONNEGATIVE,
     },
+    # Published MTEB quality (embedkit.quality.published): scores read from the MTEB results repository for
+    # a model whose quality is not measured here. It belongs to the original model's weights, never to
+    # an export variant, so it names no variant.
+    "published": {
+        "model": _object(
+            {
+                "spec": _object({"name": _NAME}, extra=True),
+                "hub": _object({"repo_id": _NAME, "revision": {"type": ["string", "null"]}}, extra=False),
+            },
+            extra=False,
+        ),
+        # Main score of the split named in each source, on mteb's 0-1 scale.
+        "scores": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "number"}},
+        "sources": {
+            "type": "object",
+            "additionalProperties": _object(
+                {
+                    "file": _NAME,
+                    "revision": _NAME,
+                    "split": _NAME,
+                    "subsets": {"type": "array", "items": _NAME, "minItems": 1},
+                    "mteb_version": {"type": ["string", "null"]},
+                    "dataset_revision": {"type": ["string", "null"]},
+                },
+                extra=False,
+            ),
+        },
+        "results": _object(
+            {"repository": _NAME, "results_dir": _NAME, "commit": {"type": ["string", "null"]}}, extra=False
+        ),
+    },
 }
 
 # Properties a kind may carry but need not: later additions, so that records written before them
@@ -326,6 +357,8 @@ def _consistency_problems(record: Mapping[str, Any]) -> list[str]:
         problems.extend(_score_problems(record))
     if record["kind"] == "tune":
         problems.extend(_tune_problems(record))
+    if record["kind"] == "published" and set(record["scores"]) != set(record["sources"]):
+        problems.append(f"scores for {sorted(record['scores'])} but sources for {sorted(record['sources'])}")
     return problems
 
 
