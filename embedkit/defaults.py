@@ -34,7 +34,7 @@ EXPORT_NOTEBOOK_VARIANTS = ("fp32", "O2", "int8", "int8-pc")
 # Calibrated static int8 (variant int8-static, embedkit.models.calibration): train/dev texts of the data
 # mirror that no scored task evaluates, and ONNX Runtime's calibration method for the activation ranges.
 CALIBRATION_SOURCES = ("stsbenchmark-train", "stsbenchmark-dev", "banking77-train")
-CALIBRATION_METHOD = "minmax"  # one of embedkit.models.export.CALIBRATION_METHODS
+CALIBRATION_METHOD = "minmax"  # one of embedkit.models.transforms.CALIBRATION_METHODS
 CALIBRATION_TEXTS = 512
 CALIBRATION_LONG_TEXTS = 64  # of CALIBRATION_TEXTS: texts at max_seq_length, so long-text ranges are seen
 CALIBRATION_LONG_JOIN = 40  # sentences joined into one long text

@@ -139,7 +139,8 @@ def test_external_data_travels_with_the_graph_and_its_hash(tiny_qwen3: Path, qwe
     import onnx
     import onnxruntime as ort
 
-    from embedkit.models.export import get_variant, onnx_files, onnx_sha256, place_onnx
+    from embedkit.models.export import get_variant
+    from embedkit.models.onnx_files import onnx_files, onnx_sha256, place_onnx
     from embedkit.models.specs import local_spec
 
     fp32 = get_variant(local_spec(tiny_qwen3), "fp32")

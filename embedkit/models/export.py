@@ -1,4 +1,5 @@
-"""Export variants with optimum-onnx: fp32, O1–O4 graph optimisations, int8 dynamic quantisation, fp16.
+"""Variants: their recipes, which step of `embedkit.models.transforms` makes each (fp32, O1–O4, int8, int8-pc,
+int8-static, fp16), the cache of made variants and their manifests.
 
 Each variant lives in `models/exports/<model>/<variant>-<key16>/` with `model.onnx` and `manifest.json`;
 key16 hashes the source checkpoint, the recipe and the exporting libraries' versions, so a variant is
@@ -7,8 +8,6 @@ never exported twice and a library upgrade produces a new one beside the old.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import json
 import os
@@ -20,19 +19,24 @@ from typing import Any
 
 from embedkit import defaults
 from embedkit.errors import ModelFileError, UsageError, VariantUnavailableError
-from embedkit.models.inspect import external_data_locations, load_graph
+from embedkit.models.onnx_files import MODEL_FILE, onnx_sha256, place_onnx
 from embedkit.models.sources import materialize, pytorch_checkpoint, read_json, tree_sha256
 from embedkit.models.specs import ModelSpec
+from embedkit.models.transforms import (
+    CALIBRATION_METHODS,
+    export_fp32,
+    jsonable,
+    optimize,
+    quantize_dynamic,
+    quantize_static_int8,
+    to_float16,
+)
 from embedkit.paths import child_path, models_dir
 from embedkit.system import file_sha256, package_versions, peak_rss_mb, utc_now
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16", "int8-static")
 # Calibrated static int8 variants: activation scales fixed from a calibration set (embedkit.models.calibration).
 STATIC_VARIANTS = ("int8-static",)
-# ONNX Runtime's calibration methods (onnxruntime.quantization.CalibrationMethod), by the name recorded.
-# Only MinMax: onnxruntime 1.32's histogram calibrators (Entropy, Percentile) stack every batch into one
-# array and fail on batches padded to their own longest text, which is how the embedder feeds the graph.
-CALIBRATION_METHODS = {"minmax": "MinMax"}
 # The ops static int8 quantizes, and the producers whose outputs it keeps in float: a GELU's output (the
 # FFN down-projection's input) has outliers that one fixed int8 scale cannot hold.
 STATIC_OP_TYPES = ("MatMul",)
@@ -40,7 +44,6 @@ FLOAT_INPUT_PRODUCERS = ("Gelu", "BiasGelu", "FastGelu")
 QUANTIZATION_ARCHS = ("avx512_vnni", "avx512", "avx2", "arm64")
 EXPORT_LIBRARIES = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "transformers", "torch")
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
 PARITY = "parity.json"
 
 
@@ -136,18 +139,6 @@ def static_quantization(quantize_from: str, calibration_method: str) -> dict[str
     }
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
 def _variant_dir(spec: ModelSpec, variant: str, checkpoint_sha: str, options: dict[str, Any]) -> Path:
     key = json.dumps(
         {
@@ -203,34 +194,6 @@ def get_variant(
     return _read_variant(variant, target)
 
 
-def onnx_files(model_path: Path) -> list[Path]:
-    """The ONNX file and the external data files it names (a model over protobuf's 2 GB keeps its
-    weights beside the graph, e.g. `model.onnx_data`)."""
-    model = load_graph(model_path)
-    return [Path(model_path), *(Path(model_path).parent / location for location in external_data_locations(model))]
-
-
-def onnx_sha256(model_path: Path) -> str:
-    """The ONNX file's sha256; for a model with external data, the sha256 of its files' names and hashes."""
-    files = onnx_files(model_path)
-    if len(files) == 1:
-        return file_sha256(model_path)
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(bytes.fromhex(file_sha256(path)))
-    return digest.hexdigest()
-
-
-def place_onnx(model_path: Path, directory: Path, transfer: Any) -> None:
-    """`model_path` to `directory/model.onnx`, its external data files beside it (names kept: the graph
-    names them); `transfer` is shutil.move or shutil.copy."""
-    model_file, *data_files = onnx_files(model_path)
-    for data_file in data_files:
-        transfer(str(data_file), directory / data_file.name)
-    transfer(str(model_file), directory / MODEL_FILE)
-
-
 def _ensure_parent(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     return target.parent
@@ -266,7 +229,7 @@ def _produce(
     spec: ModelSpec, variant: str, options: dict[str, Any], checkpoint: Path, source: Variant | None, work: Path
 ) -> Path:
     if variant == "fp32":
-        return _export_fp32(spec, checkpoint, work)
+        return export_fp32(spec, checkpoint, work)
     assert source is not None
     # optimum's optimizer and quantizer read config.json beside the ONNX file.
     source_dir = work / source.name
@@ -274,133 +237,12 @@ def _produce(
     place_onnx(source.path, source_dir, shutil.copy)
     shutil.copy(checkpoint / "config.json", source_dir / "config.json")
     if "optimization_level" in options:
-        return _optimize(source_dir, variant, work)
+        return optimize(source_dir, variant, work)
     if options.get("quantization", {}).get("is_static"):
-        return _quantize_static(spec, checkpoint, source_dir, options["quantization"], work)
+        return quantize_static_int8(spec, checkpoint, source_dir, options["quantization"], work)
     if "quantization" in options:
-        return _quantize(source_dir, options["quantization"], work)
-    return _to_float16(source_dir / MODEL_FILE, work)
-
-
-def _export_fp32(spec: ModelSpec, checkpoint: Path, work: Path) -> Path:
-    from optimum.exporters.onnx import main_export
-
-    out = work / "export"
-    # library_name="transformers" exports the bare encoder, whose output is last_hidden_state; pooling
-    # stays in embedkit, where every variant shares it.
-    main_export(
-        str(checkpoint),
-        out,
-        task="feature-extraction",
-        library_name="transformers",
-        device="cpu",
-        do_validation=False,
-        trust_remote_code=spec.trust_remote_code,
-    )
-    return out / MODEL_FILE
-
-
-def _optimize(source_dir: Path, level: str, work: Path) -> Path:
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
-    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=level == "O4")
-    out = work / "optimized"
-    ORTOptimizer.from_pretrained(source_dir).optimize(config, out, file_suffix=None)
-    return out / MODEL_FILE
-
-
-def _quantize(source_dir: Path, quantization: dict[str, Any], work: Path) -> Path:
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    preset = getattr(AutoQuantizationConfig, quantization["arch"])
-    config = preset(is_static=False, per_channel=quantization["per_channel"])
-    external = len(onnx_files(source_dir / MODEL_FILE)) > 1
-    if quantization["source_variant"] != "fp32":  # only fused graphs hold ops ONNX cannot type
-        _infer_contrib_op_shapes(source_dir / MODEL_FILE)
-    out = work / "quantized"
-    # A graph too big for one protobuf (> 2 GB) is read and written with its weights in external data.
-    quantizer = ORTQuantizer.from_pretrained(source_dir, file_name=MODEL_FILE)
-    quantizer.quantize(config, out, file_suffix=None, use_external_data_format=external)
-    quantization["config"] = _jsonable(config)
-    return out / MODEL_FILE
-
-
-def _quantize_static(
-    spec: ModelSpec, checkpoint: Path, source_dir: Path, quantization: dict[str, Any], work: Path
-) -> Path:
-    """ONNX Runtime's `quantize_static` on the source graph, fed the calibration set as the embedder feeds it."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from embedkit.models.calibration import CalibrationReader, calibration_set, calibration_tokenizer
-    from embedkit.models.inspect import graph_facts
-
-    model_path = source_dir / MODEL_FILE
-    _infer_contrib_op_shapes(model_path)
-    graph = graph_facts(model_path)
-    calibration = quantization["calibration"]
-    texts = calibration_set().texts
-    reader = CalibrationReader(texts, calibration_tokenizer(spec, checkpoint, graph), graph["inputs"],
-                               calibration["batch_size"])  # fmt: skip
-    method = CALIBRATION_METHODS[calibration["method"]]
-    # Not CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the batches it holds when
-    # that limit is reached instead of reducing them, so every batch's intermediate tensors stay in memory.
-    extra_options = dict(quantization["extra_options"])
-    excluded = _nodes_fed_by(model_path, quantization["op_types"], quantization["float_inputs_from"])
-    quantization["excluded_nodes"] = excluded
-    out = work / "static.onnx"
-    quantize_static(
-        model_path,
-        out,
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=quantization["per_channel"],
-        activation_type=getattr(QuantType, quantization["activation_type"]),
-        weight_type=getattr(QuantType, quantization["weight_type"]),
-        calibrate_method=getattr(CalibrationMethod, method),
-        op_types_to_quantize=quantization["op_types"],
-        nodes_to_exclude=excluded,
-        extra_options=extra_options,
-    )
-    return out
-
-
-def _nodes_fed_by(model_path: Path, op_types: list[str], producers: list[str]) -> list[str]:
-    """Names of the `op_types` nodes whose first input is an output of a `producers` node."""
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    produced_by = {output: node.op_type for node in graph.node for output in node.output}
-    return [
-        node.name for node in graph.node if node.op_type in op_types and produced_by.get(node.input[0]) in producers
-    ]
-
-
-def _infer_contrib_op_shapes(model_path: Path) -> None:
-    """Annotate the types ONNX's own shape inference cannot give to ORT's fused ops (Attention, ...).
-
-    The quantizer needs every weight's input type; an optimized graph's com.microsoft ops leave them
-    unknown unless ORT's symbolic shape inference, which knows those ops, fills them in first.
-    """
-    import onnx
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    model = SymbolicShapeInference.infer_shapes(onnx.load(str(model_path)), auto_merge=True)
-    onnx.save(model, str(model_path))
-
-
-def _to_float16(model_path: Path, work: Path) -> Path:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    # ONNX's shape inference serializes the whole model, which fails over protobuf's 2 GB: a model
-    # with external data is converted without it, and saved with external data again.
-    external = len(onnx_files(model_path)) > 1
-    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True, disable_shape_infer=external)
-    out = work / "fp16.onnx"
-    onnx.save(model, str(out), save_as_external_data=external, location="fp16.onnx_data")
-    return out
+        return quantize_dynamic(source_dir, options["quantization"], work)
+    return to_float16(source_dir / MODEL_FILE, work)
 
 
 def _manifest(
@@ -417,9 +259,9 @@ def _manifest(
     return {
         "model": spec.name,
         "variant": variant,
-        "source": {"path": str(source), "sha256": source_sha, "spec_source": _jsonable(spec.source)},
+        "source": {"path": str(source), "sha256": source_sha, "spec_source": jsonable(spec.source)},
         "derived_from": None if derived_from is None else {"variant": derived_from.name, "sha256": derived_from.sha256},
-        "options": _jsonable(options),
+        "options": jsonable(options),
         "libraries": package_versions(EXPORT_LIBRARIES),
         "model_sha256": onnx_sha256(model_path),
         "graph": graph_facts(model_path),

@@ -15,8 +15,9 @@ from typing import Any
 
 from embedkit import defaults
 from embedkit.errors import RecordMismatchError, UsageError
-from embedkit.models.export import get_variant, onnx_sha256
+from embedkit.models.export import get_variant
 from embedkit.models.loading import embedder_for
+from embedkit.models.onnx_files import onnx_sha256
 from embedkit.models.specs import KNOWN_SPECS, ModelSpec, Weights, get_spec
 from embedkit.models.twins import refuse_random
 from embedkit.paths import data_dir
