@@ -37,6 +37,7 @@ LIBRARY_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "03_quality.ipynb": {**_MODEL, "tasks": list(defaults.DEFAULT_TASKS), "batch_size": defaults.BATCH_SIZE},
     "04_tradeoff.ipynb": {"sweep": defaults.DEFAULT_SWEEP, "seq_bucket": defaults.DECISION_SEQ_BUCKET},
+    "05_published.ipynb": {"tasks": list(defaults.DEFAULT_TASKS)},
 }
 
 
