@@ -35,8 +35,10 @@ def profile_record(
     cpu_share: float = 1.0,
     spread: float = 0.01,
     seed: int = 0,
+    random_weights: bool = False,
 ) -> dict[str, Any]:
-    """A profile record whose total-stage P95 is close to `p95_ms`; `cpu_share` of nodes fall back to CPU.
+    """A profile record whose total-stage P95 is close to `p95_ms`; `cpu_share` of nodes fall back to CPU;
+    `random_weights`: an architecture twin's.
 
     Its samples are normal with a standard deviation of `spread` × `p95_ms`."""
     rng = np.random.default_rng(seed)
@@ -53,6 +55,9 @@ def profile_record(
         "model": {
             "spec": {"name": model},
             "variant": {"name": variant, "sha256": "ab" * 32, "manifest": {}},
+            "weights": {"kind": "random", "seed": 0, "config_sha256": "ef" * 32}
+            if random_weights
+            else {"kind": "checkpoint"},
         },
         "grid": {
             "model": model,
@@ -104,6 +109,21 @@ def score_record(
         "data_sha256": {task: "cd" * 32 for task in scores},
     }
     return new_record("score", body, provenance=on_machine(machine))
+
+
+def published_record(
+    scores: dict[str, float], *, model: str, repo_id: str, revision: str = "external", machine: str = "linux-box"
+) -> dict[str, Any]:
+    """A `published` record: `scores` as if read from the MTEB results repository's `revision` folder."""
+    body = {
+        "model": {"spec": {"name": model}, "hub": {"repo_id": repo_id, "revision": None}},
+        "scores": scores,
+        "sources": {task: {"file": f"remote/results/{repo_id.replace('/', '__')}/{revision}/{task}.json",
+                           "revision": revision, "split": "test", "subsets": ["default"], "mteb_version": None,
+                           "dataset_revision": None} for task in scores},
+        "results": {"repository": "embeddings-benchmark/results", "results_dir": "/published", "commit": None},
+    }  # fmt: skip
+    return new_record("published", body, provenance=on_machine(machine))
 
 
 def shifted(base: dict[str, float], delta: float, jitter: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)) -> dict[str, float]:

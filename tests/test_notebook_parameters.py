@@ -44,6 +44,7 @@ LIBRARY_DEFAULTS: dict[str, dict[str, Any]] = {
         "variants": list(defaults.TUNE_VARIANTS),
         "providers": [defaults.DEFAULT_PROVIDER],
     },
+    "06_published.ipynb": {"tasks": list(defaults.DEFAULT_TASKS)},
 }
 
 

@@ -97,3 +97,22 @@ def test_cli_prints_scores_and_sources_and_writes_the_record(
     assert read_record(Path(printed["records"][0]))["scores"] == printed["scores"]
     assert main(["--json", "published", REPO, "--tasks", "STS12", "--results", str(results_copy)]) == 2
     assert "PublishedResultsError" in capsys.readouterr().out
+
+
+def test_the_sweeps_published_notebook_writes_the_record(results_copy: Path, tmp_path: Path) -> None:
+    import papermill
+    import scrapbook
+
+    from embedkit import defaults
+    from embedkit.paths import project_file
+    from embedkit.runs.execution import require_kernel
+
+    require_kernel(defaults.KERNEL)
+    executed = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(project_file("notebooks", "06_published.ipynb")), str(executed),
+                               parameters={"model": REPO, "tasks": ["SciFact"], "results": str(results_copy),
+                                           "out_dir": str(tmp_path)},
+                               kernel_name=defaults.KERNEL, progress_bar=False)  # fmt: skip
+    (path,) = scrapbook.read_notebook(str(executed)).scraps["records"].data
+    record = read_record(Path(path))
+    assert record["kind"] == "published" and record["scores"] == {"SciFact": 0.70}

@@ -12,6 +12,12 @@ A P95 latency budget in tiers (upper bounds; defaults in embedkit.defaults):
 The latency is the P95 of one profile grid point (by default a single short text); the quality is
 the mean MTEB main score of a score record for the same model and variant. Thresholds and the
 reference point are a `DecisionPolicy`.
+
+An architecture twin (random weights) has no quality of its own: its fp32 row takes its model's
+published quality (a `published` record, embedkit.quality.published), said so in the reason and in
+`quality_source`; its other variants have none (a published score belongs to the original model's
+weights, not to an export of them) and are judged on latency alone. `ladder_card` reads the card
+rung by rung in the seed plan's order (`defaults.LADDER`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from embedkit import defaults
 from embedkit.analysis.profiles import profile_rows
 from embedkit.errors import UsageError
 from embedkit.pipeline.providers import short_name
-from embedkit.results.scores import mean_score, score_rows, scored_tasks
+from embedkit.results.scores import REFERENCE_VARIANT, mean_score, score_rows, scored_tasks
 
 
 class Verdict(str, Enum):
@@ -90,6 +96,9 @@ CARD_COLUMNS = [
     "noisy",
     "quality",
     "quality_provider",
+    "weights",
+    "quality_source",  # "measured" (a score record) or "published" (MTEB results, for a twin's fp32 row)
+    "quality_revision",  # for published quality: the results' model revision folder(s)
     "forced",
     "batch_size",
     "seq_bucket",
@@ -105,7 +114,9 @@ class _Quality:
     forced: bool
     record_id: str
     tasks: tuple[str, ...]
-    provider: str  # where it was scored: not always the profile's provider (see `_quality`)
+    provider: str | None  # where it was scored: not always the profile's provider (see `_quality`); None: published
+    source: str = "measured"
+    revision: str | None = None  # published quality: the model revision folder(s) its files are in
 
 
 def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) -> _Quality | None:
@@ -140,6 +151,27 @@ def _quality(scores: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) 
         tasks=tasks,
         provider=str(best["provider"]),
     )
+
+
+def _published_quality(published: pd.DataFrame, key: dict[str, Any], policy: DecisionPolicy) -> _Quality | None:
+    """A twin's quality: its model's newest published record over the policy's tasks, for the fp32 row only."""
+    if key["variant"] != REFERENCE_VARIANT or published.empty:
+        return None
+    rows = [row for _, row in published[published["model"] == key["model"]].iterrows()]
+    if policy.quality_tasks is not None:
+        rows = [row for row in rows if set(policy.quality_tasks) <= set(scored_tasks(row))]
+    if not rows:
+        return None
+    best = max(rows, key=lambda row: row["created_at"])
+    tasks = tuple(policy.quality_tasks) if policy.quality_tasks is not None else tuple(sorted(scored_tasks(best)))
+    revisions = sorted({str(best[f"sources.{task}.revision"])[:8] for task in tasks})
+    return _Quality(value=mean_score(best, tasks), forced=False, record_id=str(best["record_id"]), tasks=tasks,
+                    provider=None, source="published", revision="/".join(revisions))  # fmt: skip
+
+
+def published_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` that are published-quality records."""
+    return frame[frame["kind"] == "published"] if "kind" in frame else frame.iloc[0:0]
 
 
 def _reference_profile(group: pd.DataFrame, policy: DecisionPolicy) -> pd.Series | None:
@@ -197,12 +229,16 @@ def _decide(
         row.update(
             quality=quality.value,
             quality_provider=quality.provider,
+            quality_source=quality.source,
+            quality_revision=quality.revision,
             forced=quality.forced,
             score_record_id=quality.record_id,
         )
         forced_note = " (forced past a failed parity gate)" if quality.forced else ""
-        scored_elsewhere = quality.provider != key["provider"]
-        where_note = f" (scored on {short_name(quality.provider)})" if scored_elsewhere else ""
+        scored_elsewhere = quality.provider is not None and quality.provider != key["provider"]
+        where_note = f" (scored on {short_name(quality.provider)})" if quality.provider and scored_elsewhere else ""
+        if quality.source == "published":
+            where_note = f" ({published_note(quality.revision)})"
         phrase = f"quality {quality.value:.4f} over {len(quality.tasks)} task(s){where_note}{forced_note}"
         if policy.quality_floor is not None:
             below_floor = quality.value < policy.quality_floor
@@ -211,6 +247,8 @@ def _decide(
             quality_excellent = True
             phrase += f", excellent (>= {policy.quality_excellent:g})"
         reasons.append(phrase)
+    elif key.get("weights") == "random":
+        reasons.append("random-weight twin: no quality (a published score belongs to the original fp32 model)")
     elif policy.quality_floor is not None:
         reasons.append("quality not measured: judged on latency alone")
 
@@ -239,9 +277,39 @@ def decision_card(frame: pd.DataFrame, policy: DecisionPolicy | None = None) -> 
         return pd.DataFrame(columns=CARD_COLUMNS)
     profiles = profile_rows(frame)
     scores = score_rows(frame)
+    published = published_rows(frame)
     rows = []
-    for values, group in profiles.groupby(GROUP, sort=True):
-        key = dict(zip(GROUP, values, strict=True))
-        quality = _quality(scores, key, policy) if not scores.empty else None
+    # A twin and a checkpoint of one model are different rows: only the checkpoint's quality is measured.
+    for values, group in profiles.groupby([*GROUP, "weights"], sort=True):
+        key = dict(zip([*GROUP, "weights"], values, strict=True))
+        if key["weights"] == "random":
+            quality = _published_quality(published, key, policy)
+        else:
+            quality = _quality(scores, key, policy) if not scores.empty else None
         rows.append(_decide(key, _reference_profile(group, policy), quality, policy))
     return pd.DataFrame(rows, columns=CARD_COLUMNS)
+
+
+def published_note(revision: str | None) -> str:
+    """How a twin's published quality is said wherever it is shown."""
+    return f"quality: published, mteb results {revision}; latency: random-weight twin measured here"
+
+
+LADDER_COLUMNS = ["rung", "models", "verdict", "best", "p95_ms", "reason"]
+
+
+def ladder_card(card: pd.DataFrame, ladder: tuple[tuple[str, ...], ...] = defaults.LADDER) -> pd.DataFrame:
+    """The card read as the seed plan's ladder: one row per rung in the plan's order, with its best row
+    (a GO row first, then the lowest P95) as the rung's verdict and reason. The plan takes the first rung
+    that is GO; a rung with no profiled model says NO DATA."""
+    rows = []
+    for number, models in enumerate(ladder, start=1):
+        here = card[card["model"].isin(models) & card["p95_ms"].notna()]
+        if here.empty:
+            rows.append({"rung": number, "models": " / ".join(models), "verdict": Verdict.NO_DATA.value})
+            continue
+        best = here.assign(go=here["verdict"] != Verdict.GO.value).sort_values(["go", "p95_ms"], kind="stable").iloc[0]
+        rows.append({"rung": number, "models": " / ".join(models), "verdict": best["verdict"],
+                     "best": f"{best['model']}:{best['variant']} · {short_name(best['provider'])}",
+                     "p95_ms": best["p95_ms"], "reason": best["reason"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=LADDER_COLUMNS)

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from embedkit import defaults
-from embedkit.analysis.decision import DecisionPolicy, decision_card
+from embedkit.analysis.decision import DecisionPolicy, decision_card, published_rows
 from embedkit.analysis.profiles import point_name, profiles_at
 from embedkit.errors import CrossMachineError, UsageError
-from embedkit.results.scores import common_tasks, score_column, score_rows
+from embedkit.results.scores import common_tasks, score_column, score_rows, scored_tasks
 from embedkit.stats import between_point_intervals
 
 Metric = Literal["latency", "throughput"]
@@ -86,13 +86,19 @@ class Tradeoff:
     @property
     def borrowed_quality(self) -> pd.Series:
         """Per point: its quality was scored on another provider than the one it was timed on."""
-        return self.points["quality_provider"] != self.points["provider"]
+        return ~self.published_quality & (self.points["quality_provider"] != self.points["provider"])
+
+    @property
+    def published_quality(self) -> pd.Series:
+        """Per point: its quality is its model's published one (a random-weight twin's fp32 point)."""
+        return self.points["quality_source"] == "published"
 
 
 _POINT_COLUMNS = [
     "machine_id", "cpu", "model", "variant", "provider", "name",
     "x", "x_low", "x_high", "quality", "quality_low", "quality_high", "quality_provider", "on_frontier",
-    "verdict", "intra_op_threads", "profile_record_id", "score_record_id",
+    "verdict", "intra_op_threads", "profile_record_id", "score_record_id", "weights", "quality_source",
+    "quality_revision",
 ]  # fmt: skip
 
 
@@ -117,7 +123,7 @@ def build_tradeoff(
     if metric not in METRICS:
         raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
     base = policy or DecisionPolicy()
-    chosen_tasks = tuple(tasks) if tasks else common_tasks(frame)
+    chosen_tasks = tuple(tasks) if tasks else _quality_tasks(frame)
     if not chosen_tasks and not score_rows(frame).empty:
         raise UsageError("the score records share no task: name the tasks to average")
     grid_batch = batch_size or (base.batch_size if metric == "latency" else _largest_batch(frame, base.seq_bucket))
@@ -142,6 +148,15 @@ def build_tradeoff(
         ]
     )
     return Tradeoff(points=points, metric=metric, policy=chosen)
+
+
+def _quality_tasks(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The tasks every score record's variant and every published record has: like with like."""
+    measured = common_tasks(frame)
+    published = [set(scored_tasks(row)) for _, row in published_rows(frame).iterrows()]
+    if not published:
+        return measured
+    return tuple(sorted(set.intersection(*published, *([set(measured)] if not score_rows(frame).empty else []))))
 
 
 def _largest_batch(frame: pd.DataFrame, seq_bucket: str) -> int:
@@ -176,6 +191,7 @@ def _point_row(card_row: pd.Series, profile: pd.Series, metric: Metric, policy: 
         "intra_op_threads": card_row["intra_op_threads"],
         "profile_record_id": card_row["profile_record_id"],
         "score_record_id": card_row["score_record_id"],
+        **{key: card_row[key] for key in ("weights", "quality_source", "quality_revision")},
     }
 
 

@@ -94,3 +94,9 @@ def score_command(score: Mapping[str, Any], tasks: Sequence[str]) -> str:
     if bool(score.get("forced")):
         parts.append("--force")
     return " ".join(parts)
+
+
+def published_command(published: Mapping[str, Any], tasks: Sequence[str]) -> str:
+    """The `embedkit published` command that reads one published record's model again on `tasks`."""
+    return " ".join(["embedkit", "published", shlex.quote(str(published["model"])), "--tasks",
+                     *map(shlex.quote, tasks), "--record"])  # fmt: skip

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from embedkit.analysis.decision import DecisionPolicy
+from embedkit.analysis.decision import DecisionPolicy, published_note
 from embedkit.analysis.tradeoff import Tradeoff
 from embedkit.errors import UsageError
 from embedkit.pipeline.providers import short_name
@@ -68,6 +68,9 @@ def variant_markers(variants: Iterable[str]) -> dict[str, str]:
 # --- the Pareto plot's text ---------------------------------------------------------------------
 
 BORROWED_QUALITY_NOTE = "Hollow markers: quality scored on another provider (named in the decision card)"
+# A twin's fp32 point: open marker (no fill, thick edge), never drawn like a measured one.
+PUBLISHED_QUALITY_NOTE = "Open markers with a thick edge"
+_PUBLISHED_EDGE_WIDTH = 2.2
 
 
 def x_label(tradeoff: Tradeoff) -> str:
@@ -95,7 +98,14 @@ def error_bar_note(tradeoff: Tradeoff) -> str:
     )
     if tradeoff.borrowed_quality.any():
         note += f" {BORROWED_QUALITY_NOTE}."
+    if tradeoff.published_quality.any():
+        note += f" {PUBLISHED_QUALITY_NOTE}: {published_note(_published_revisions(tradeoff))}."
     return note
+
+
+def _published_revisions(tradeoff: Tradeoff) -> str:
+    points = tradeoff.points[tradeoff.published_quality]
+    return ", ".join(sorted({str(revision) for revision in points["quality_revision"].dropna()}))
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -133,8 +143,9 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
     figure, axes = _machine_columns(machines, (6.4, 4.8), sharey=True)
     for ax, machine in zip(axes, machines, strict=True):
         here = points[points["machine_id"] == machine]
-        for point, borrowed in zip(here.itertuples(), tradeoff.borrowed_quality[here.index], strict=True):
-            _draw_point(ax, point, markers[str(point.variant)], hollow=borrowed)
+        for point, borrowed, published in zip(here.itertuples(), tradeoff.borrowed_quality[here.index],
+                                              tradeoff.published_quality[here.index], strict=True):  # fmt: skip
+            _draw_point(ax, point, markers[str(point.variant)], hollow=borrowed, published=published)
         _draw_frontier(ax, here[here["on_frontier"]], tradeoff.minimize_x)
         ax.margins(x=0.12, y=0.12)
         if tradeoff.metric == "latency":
@@ -144,7 +155,12 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
         ax.set_xlabel(x_label(tradeoff))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(y_label(tradeoff))
-    legend = figure.legend(handles=_pareto_legend(points, markers), loc="outside right upper", fontsize=8)
+    handles = _pareto_legend(points, markers)
+    if tradeoff.published_quality.any():
+        handles.append(Line2D([], [], linestyle="", marker="o", color="0.3", markerfacecolor="none",
+                              markeredgewidth=_PUBLISHED_EDGE_WIDTH,
+                              label=textwrap.fill(published_note(_published_revisions(tradeoff)), 28)))  # fmt: skip
+    legend = figure.legend(handles=handles, loc="outside right upper", fontsize=8)
     for text in legend.get_texts():
         if text.get_text() in _LEGEND_HEADINGS:
             text.set_fontweight("bold")
@@ -175,14 +191,15 @@ def mark_tuned(figure: Figure, tradeoff: Tradeoff, choices: pd.DataFrame) -> int
     return marked
 
 
-def _draw_point(ax: Axes, point: Any, marker: str, hollow: bool) -> None:
+def _draw_point(ax: Axes, point: Any, marker: str, hollow: bool, published: bool = False) -> None:
     colour = provider_colour(point.provider)
+    face = "none" if published else "white" if hollow else colour
     xerr = [[max(point.x - point.x_low, 0.0)], [max(point.x_high - point.x, 0.0)]]
     yerr = [[max(point.quality - point.quality_low, 0.0)], [max(point.quality_high - point.quality, 0.0)]]
     container = ax.errorbar(
         [point.x], [point.quality], xerr=xerr, yerr=yerr, fmt=marker, color=colour, markersize=8,
-        markeredgecolor="black" if point.on_frontier else colour, markerfacecolor="white" if hollow else colour,
-        capsize=3, elinewidth=1, zorder=3,
+        markeredgecolor="black" if point.on_frontier else colour, markerfacecolor=face,
+        markeredgewidth=_PUBLISHED_EDGE_WIDTH if published else 1.0, capsize=3, elinewidth=1, zorder=3,
     )  # fmt: skip
     container.lines[0].set_gid(point.profile_record_id)
 

@@ -21,7 +21,7 @@ from embedkit.analysis.tradeoff import Tradeoff
 from embedkit.errors import NotebookFailedError, UsageError
 from embedkit.paths import child_path, project_file, results_dir
 from embedkit.pipeline.providers import short_name
-from embedkit.publish.commands import profile_command, score_command
+from embedkit.publish.commands import profile_command, published_command, score_command
 from embedkit.results.files import write_text_atomically
 from embedkit.runs.execution import execute_notebook, require_kernel
 
@@ -73,10 +73,22 @@ def point_sources(tradeoff: Tradeoff, frame: pd.DataFrame) -> pd.DataFrame:
                 "score_record_id": point["score_record_id"],
                 "score_machine_id": score["machine_id"],
                 "profile_command": profile_command(profile),
-                "score_command": score_command(score, tradeoff.tasks),
+                "score_command": published_command(score, tradeoff.tasks)
+                if score["kind"] == "published"
+                else score_command(score, tradeoff.tasks),
             }
         )
     return pd.DataFrame(rows)
+
+
+LATENCY_ONLY_COLUMNS = ["machine_id", "model", "variant", "provider", "weights", "p95_ms", "p95_ci_low", "p95_ci_high",
+                        "verdict", "reason", "profile_record_id"]  # fmt: skip
+
+
+def latency_only(card: pd.DataFrame) -> pd.DataFrame:
+    """The decision card's rows that have a latency but no quality (a random-weight twin's non-fp32
+    variants, or a variant not scored yet): listed on the latency side, never on the quality axis."""
+    return card[card["p95_ms"].notna() & card["quality"].isna()][LATENCY_ONLY_COLUMNS].reset_index(drop=True)
 
 
 # --- running the report -------------------------------------------------------------------------

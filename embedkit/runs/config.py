@@ -51,6 +51,9 @@ SWEEP_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string", "minLength": 1},
                     "variants": {**_STRINGS, "items": {"enum": list(VARIANTS)}},
+                    # "random": the model's architecture twin; its latency is measured, its quality is the
+                    # published one (embedkit.quality.published), never scored here.
+                    "weights": {"enum": list(defaults.WEIGHTS)},
                 },
             },
         },

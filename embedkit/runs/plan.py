@@ -2,7 +2,9 @@
 
 Every model is exported first (one run per model, all its variants); then, for every variant and
 provider, a quality run (when the file names tasks) and a profile run (when it has a `profile`
-section). A `first_report` section (batch sizes and tasks) makes two rounds: round 1 profiles only
+section). A model entry with `weights: random` (its architecture twin) gets its export and profile
+runs with that parameter, and instead of quality runs one `published` run (its published MTEB
+scores on the file's tasks, notebooks/06_published.ipynb). A `first_report` section (batch sizes and tasks) makes two rounds: round 1 profiles only
 its batch sizes and scores only its tasks, so that a first report can be drawn early; round 2 profiles
 the other batch sizes and scores every task, so that each variant ends with one complete score record
 (the sweep hands its quality runs one mteb results tree, from which round 2 takes round 1's tasks).
@@ -26,9 +28,10 @@ from embedkit.pipeline.providers import resolve_provider, short_name
 from embedkit.runs.limits import NO_LIMITS, Limits
 
 # The stage notebooks, in the order the sweep runs their phases.
-NOTEBOOKS = {"export": "01_export.ipynb", "quality": "03_quality.ipynb", "profile": "02_profile.ipynb"}
+NOTEBOOKS = {"export": "01_export.ipynb", "quality": "03_quality.ipynb", "published": "06_published.ipynb",
+             "profile": "02_profile.ipynb"}  # fmt: skip
 # What each phase is called where people read it (progress bars, summaries).
-PHASES = {"export": "exports", "quality": "scoring", "profile": "profiles"}
+PHASES = {"export": "exports", "quality": "scoring", "published": "published", "profile": "profiles"}
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,16 @@ def expand(config: dict[str, Any], providers: Iterable[str], limits: Limits = NO
     runs: list[Run] = []
     for model in config["models"]:
         variants = model.get("variants", [defaults.DEFAULT_VARIANT])
-        runs.append(Run("export", {"model": model["name"], "variants": variants}, limits_of["export"]))
+        # Only a twin names its weights: a checkpoint's runs keep the parameters (and run ids) they had.
+        twin = {"weights": "random"} if model.get("weights") == "random" else {}
+        runs.append(Run("export", {"model": model["name"], "variants": variants, **twin}, limits_of["export"]))
+        if twin and quality.get("tasks"):  # random weights have no quality to score: take the published one
+            runs.append(Run("published", {"model": model["name"], "tasks": quality["tasks"]}, limits_of["quality"]))
         for variant in variants:
             for provider in chosen:
                 point = {"model": model["name"], "variant": variant, "provider": provider,
-                         "provider_options": options.get(provider, {})}  # fmt: skip
-                if quality.get("tasks") and provider in scored:
+                         "provider_options": options.get(provider, {}), **twin}  # fmt: skip
+                if quality.get("tasks") and provider in scored and not twin:
                     runs += [Run("quality", {**point, "tasks": tasks, **scoring}, limits_of["quality"], number)
                              for number, tasks in _rounds_of_tasks(quality["tasks"], first)]  # fmt: skip
                 runs += [Run("profile", {**point, **profile}, limits_of["profile"], number)
