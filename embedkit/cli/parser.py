@@ -95,6 +95,9 @@ def _add_latency_verbs(verbs: Any) -> None:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--leak-calls", type=int, default=defaults.BENCH_LEAK_CALLS,
                        help="embed calls (mixed batch sizes) the leak check measures RSS growth over")  # fmt: skip
+    bench.add_argument("--documents", type=int, default=defaults.BENCH_LONG_DOCUMENTS,
+                       help="SciFact abstracts for the long-document workload (from the data mirror)")  # fmt: skip
+    bench.add_argument("--out", default=None, help="directory for the bench record (default results/records)")
     profile = _verb(
         verbs, "profile", commands.profile_verb, "per-stage latency over a grid, one fresh process per point"
     )
