@@ -98,6 +98,7 @@ def _add_latency_verbs(verbs: Any) -> None:
     bench.add_argument("--documents", type=int, default=defaults.BENCH_LONG_DOCUMENTS,
                        help="SciFact abstracts for the long-document workload (from the data mirror)")  # fmt: skip
     bench.add_argument("--out", default=None, help="directory for the bench record (default results/records)")
+    _add_trailing_json(bench)
     profile = _verb(
         verbs, "profile", commands.profile_verb, "per-stage latency over a grid, one fresh process per point"
     )
