@@ -136,7 +136,8 @@ def bench_verb(args: argparse.Namespace) -> Result:
     from embedkit.latency.bench import run_bench
 
     return run_bench(args.model, variants=args.variant or list(defaults.BENCH_VARIANTS), single_calls=args.calls,
-                     n_sentences=args.sentences, seed=args.seed, leak_calls=args.leak_calls)  # fmt: skip
+                     n_sentences=args.sentences, seed=args.seed, leak_calls=args.leak_calls,
+                     n_documents=args.documents, out=args.out)  # fmt: skip
 
 
 def sweep_verb(args: argparse.Namespace) -> Result:

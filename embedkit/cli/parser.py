@@ -98,7 +98,7 @@ def _add_latency_verbs(verbs: Any) -> None:
     )
     bench.add_argument("model", nargs="?", default=defaults.DEFAULT_MODEL)
     bench.add_argument("--variant", action="append",
-                       help=f"variants to bench (default {' and '.join(defaults.BENCH_VARIANTS)})")  # fmt: skip
+                       help=f"variants to bench (default {', '.join(defaults.BENCH_VARIANTS)})")  # fmt: skip
     bench.add_argument("--calls", type=int, default=defaults.BENCH_SINGLE_CALLS, help="single-text calls per contender")
     bench.add_argument(
         "--sentences", type=int, default=defaults.BENCH_SENTENCES, help="real sentences for batch throughput"
@@ -106,6 +106,10 @@ def _add_latency_verbs(verbs: Any) -> None:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--leak-calls", type=int, default=defaults.BENCH_LEAK_CALLS,
                        help="embed calls (mixed batch sizes) the leak check measures RSS growth over")  # fmt: skip
+    bench.add_argument("--documents", type=int, default=defaults.BENCH_LONG_DOCUMENTS,
+                       help="SciFact abstracts for the long-document workload (from the data mirror)")  # fmt: skip
+    bench.add_argument("--out", default=None, help="directory for the bench record (default results/records)")
+    _add_trailing_json(bench)
     profile = _verb(
         verbs, "profile", commands.profile_verb, "per-stage latency over a grid, one fresh process per point"
     )

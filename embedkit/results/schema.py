@@ -267,6 +267,26 @@ _KIND_PROPERTIES: dict[str, dict[str, Any]] = {
             {"repository": _NAME, "results_dir": _NAME, "commit": {"type": ["string", "null"]}}, extra=False
         ),
     },
+    # `embedkit bench` (issue 11): contenders with their parity, the three workloads, the ratios beside
+    # their goals, this machine's measured rates and each ONNX contender's physical bound.
+    "bench": {
+        "bench": _object(
+            {
+                "model": _NAME,
+                "contenders": {"type": "object", "minProperties": 1},
+                "single_text": {"type": "object"},
+                "batch32_texts_per_s": {"type": "object", "additionalProperties": _NONNEGATIVE},
+                "long_texts_per_s": {"type": "object", "additionalProperties": _NONNEGATIVE},
+                "ratios": {"type": "object"},
+                "rates": _object(
+                    {"bandwidth_gb_s": _NONNEGATIVE, "fp32_gflops": _NONNEGATIVE, "int8_gops": _NONNEGATIVE},
+                    extra=False,
+                ),
+                "bound": {"type": "object"},
+            },
+            extra=True,
+        ),
+    },
 }
 
 # Properties a kind may carry but need not: later additions, so that records written before them
