@@ -1,10 +1,13 @@
 """Export variants of the real all-MiniLM-L6-v2 and hold them to the PyTorch reference."""
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 import embedkit
+import embedkit.system
 from embedkit.errors import ParityError
 from embedkit.models.export import get_variant, quantization_source
 from embedkit.models.parity import PARITY_TEXTS, THRESHOLDS, require_parity, run_parity
@@ -107,3 +110,21 @@ def test_packaged_onnx_sources():
         embedkit.load("paraphrase-MiniLM-L3-v2", "int8")
     with pytest.raises(ParityError, match="no PyTorch checkpoint"):
         run_parity(l3)
+
+
+def test_the_optimizers_support_is_asked_once_per_library_version(tmp_path, monkeypatch, tiny_checkpoint):
+    from embedkit.models import export
+
+    monkeypatch.setenv("EMBEDKIT_MODELS", str(tmp_path))
+    asked: list[str] = []
+    real_ask = export._ask_optimizer
+    monkeypatch.setattr(export, "_ask_optimizer", lambda model_type: asked.append(model_type) or real_ask(model_type))
+    assert export.optimizer_knows(tiny_checkpoint) and export.optimizer_knows(tiny_checkpoint)
+    assert asked == ["bert"]  # the second answer came from the memo
+    memo = tmp_path / "exports" / export.OPTIMIZER_SUPPORT
+    (versions,) = json.loads(memo.read_text())
+    assert json.loads(versions) == embedkit.system.package_versions(export.OPTIMIZER_LIBRARIES)
+    monkeypatch.setattr(export, "package_versions", lambda names: {name: "0.0-other" for name in names})
+    assert export.optimizer_knows(tiny_checkpoint)
+    assert asked == ["bert", "bert"]  # another optimum version is asked again
+    assert len(json.loads(memo.read_text())) == 2

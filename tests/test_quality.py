@@ -17,7 +17,7 @@ from mteb.types import PromptType
 
 from embedkit.errors import LocalDataError, ParityError, UsageError
 from embedkit.quality import mirror as data
-from embedkit.quality.cache import CachedEncoder, EmbeddingCache
+from embedkit.quality.cache import CachedEncoder, CacheKey, EmbeddingCache
 from embedkit.quality.encoder import EmbedkitEncoder, model_meta_for
 from embedkit.quality.probe import quick_probe
 from embedkit.quality.scoring import score
@@ -51,8 +51,10 @@ class HashingEmbedder:
         parity: dict | None = None,
         name: str = "test-org/hashing-model",
         ops: dict[str, int] | None = None,
+        max_seq_length: int = 256,
     ) -> None:
         self.spec = SimpleNamespace(name=name, prompts=prompts or {})
+        self.tokenizer = SimpleNamespace(max_seq_length=max_seq_length)
         manifest = {"graph": {"op_histogram": ops or {"MatMul": 1}}}
         self.variant = SimpleNamespace(name="fp32", sha256=sha256, manifest=manifest, parity=parity)
         self.dim = 64
@@ -101,6 +103,10 @@ def test_cache_hit_miss_and_invalidation_when_the_variant_changes() -> None:
     prompted = HashingEmbedder(sha256="1" * 64, prompts={"query": "query: "})
     CachedEncoder(EmbedkitEncoder(prompted), cache).embed(texts, prompt_name="query")
     assert prompted.texts_embedded == 2, "the prompt is part of the text key"
+
+    capped = HashingEmbedder(sha256="1" * 64, max_seq_length=64)
+    CachedEncoder(EmbedkitEncoder(capped), cache).embed(texts)
+    assert capped.texts_embedded == 2, "a different truncation length misses"
     cache.close()
 
 
@@ -117,11 +123,30 @@ def test_the_encoder_alone_embeds_each_distinct_text_once_per_call_and_keeps_not
 
 def test_cache_persists_exact_float32_vectors(tmp_path: Path) -> None:
     vector = np.array([0.1, -2.5, 3e-8], dtype=np.float32)
-    EmbeddingCache(tmp_path / "c.sqlite").store("v", "CPU", {"k": vector})
+    key = CacheKey("v", "CPU", 256)
+    EmbeddingCache(tmp_path / "c.sqlite").store(key, {"k": vector})
     reopened = EmbeddingCache(tmp_path / "c.sqlite")
-    found = reopened.lookup("v", "CPU", ["k", "absent"])
+    found = reopened.lookup(key, ["k", "absent"])
     assert list(found) == ["k"]
     np.testing.assert_array_equal(found["k"], vector)
+
+
+def test_a_cache_written_without_the_length_in_its_key_is_dropped(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE embeddings (variant_sha256 TEXT NOT NULL, provider TEXT NOT NULL,"
+            " text_sha256 TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (variant_sha256, provider, text_sha256))"
+        )
+        old.execute("INSERT INTO embeddings VALUES ('v', 'CPU', 'k', ?)", [np.ones(3, "<f4").tobytes()])
+    old.close()
+    cache = EmbeddingCache(path)
+    assert cache.lookup(CacheKey("v", "CPU", 256), ["k"]) == {}, "its rows may come from any length"
+    cache.store(CacheKey("v", "CPU", 256), {"k": np.zeros(3, np.float32)})
+    assert list(cache.lookup(CacheKey("v", "CPU", 256), ["k"])) == ["k"]
+    cache.close()
 
 
 # --- the encoder's identity and prompts --------------------------------------------------------

@@ -213,13 +213,46 @@ def _model_type(checkpoint: Path) -> str:
     return str(read_json(checkpoint / "config.json", "model config").get("model_type", ""))
 
 
+# Which model types optimum's ORTOptimizer supports, per optimum version: asking imports optimum.onnxruntime
+# and with it torch (~5 s), which every process opening an existing O-level or int8 variant would pay.
+OPTIMIZER_SUPPORT = "optimizer-support.json"
+OPTIMIZER_LIBRARIES = ("optimum-onnx", "optimum")
+
+
 def optimizer_knows(checkpoint: Path) -> bool:
-    """Whether optimum's ORTOptimizer (the O1–O4 variants) supports the checkpoint's architecture."""
+    """Whether optimum's ORTOptimizer (the O1–O4 variants) supports the checkpoint's architecture.
+
+    The answer is kept in `models/exports/optimizer-support.json`, keyed by the optimum versions and the
+    model type, so it is asked once per library upgrade."""
+    model_type = _model_type(checkpoint)
+    memo = models_dir() / "exports" / OPTIMIZER_SUPPORT
+    key = json.dumps(package_versions(OPTIMIZER_LIBRARIES), sort_keys=True)
+    known = _read_optimizer_support(memo)
+    answers = known.get(key, {})
+    if model_type not in answers:
+        answers = {**answers, model_type: _ask_optimizer(model_type)}
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole and replaced, so that parallel sweep workers never read half a file.
+        scratch = memo.with_name(f".{memo.name}.{os.getpid()}")
+        scratch.write_text(json.dumps({**known, key: answers}, indent=2, sort_keys=True))
+        os.replace(scratch, memo)
+    return bool(answers[model_type])
+
+
+def _read_optimizer_support(memo: Path) -> dict[str, dict[str, bool]]:
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _ask_optimizer(model_type: str) -> bool:
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
     from optimum.onnxruntime.utils import ORTConfigManager
 
     try:
-        ORTConfigManager.check_optimization_supported_model(_model_type(checkpoint), AutoOptimizationConfig.O2())
+        ORTConfigManager.check_optimization_supported_model(model_type, AutoOptimizationConfig.O2())
     except NotImplementedError:
         return False
     return True

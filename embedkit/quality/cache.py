@@ -10,7 +10,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,16 +26,29 @@ if TYPE_CHECKING:
     from mteb.types import Array, PromptType
 
 
+@dataclass(frozen=True)
+class CacheKey:
+    """What, besides the text, decides an embedding: the variant's file, the providers that round its
+    arithmetic, and the token length texts are truncated at (`tune` scores capped lengths)."""
+
+    variant_sha256: str
+    provider: str
+    max_seq_length: int
+
+
 class EmbeddingCache:
-    """Embeddings keyed by (variant sha256, provider, sha256 of prompt + text), in one SQLite file.
+    """Embeddings keyed by (variant sha256, provider, max_seq_length, sha256 of prompt + text), in one
+    SQLite file.
 
     A variant's sha256 changes whenever its weights or graph change, so a changed variant simply
-    misses; the provider is part of the key because execution providers round differently. The key
-    assumes a text's embedding does not depend on the other texts in its batch: `score` does not
-    cache variants for which that is false (see `embeds_independently_of_batch`).
+    misses; the provider is part of the key because execution providers round differently, the
+    truncation length because a long text's embedding changes with it. The key assumes a text's
+    embedding does not depend on the other texts in its batch: `score` does not cache variants for
+    which that is false (see `embeds_independently_of_batch`).
     """
 
     _LOOKUP_CHUNK = 500  # stays under SQLite's bound-parameter limit
+    _COLUMNS = ("variant_sha256", "provider", "max_seq_length", "text_sha256", "vector")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -43,37 +56,50 @@ class EmbeddingCache:
         # timeout: sweep workers may score variants into the same cache at once.
         self._db = sqlite3.connect(path, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings ("
-            " variant_sha256 TEXT NOT NULL, provider TEXT NOT NULL, text_sha256 TEXT NOT NULL,"
-            " vector BLOB NOT NULL, PRIMARY KEY (variant_sha256, provider, text_sha256)"
-            ") WITHOUT ROWID"
-        )
+        with self._db:
+            columns = tuple(row[1] for row in self._db.execute("PRAGMA table_info(embeddings)"))
+            if columns and columns != self._COLUMNS:
+                # Written by an embedkit whose key lacked a field: its rows cannot be told apart.
+                self._db.execute("DROP TABLE embeddings")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                " variant_sha256 TEXT NOT NULL, provider TEXT NOT NULL, max_seq_length INTEGER NOT NULL,"
+                " text_sha256 TEXT NOT NULL, vector BLOB NOT NULL,"
+                " PRIMARY KEY (variant_sha256, provider, max_seq_length, text_sha256)"
+                ") WITHOUT ROWID"
+            )
 
     @classmethod
     def default(cls) -> EmbeddingCache:
         return cls(models_dir() / "embedding-cache" / "embeddings.sqlite")
 
-    def lookup(self, variant_sha256: str, provider: str, text_keys: Sequence[str]) -> dict[str, np.ndarray]:
+    def lookup(self, key: CacheKey, text_keys: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(text_keys), self._LOOKUP_CHUNK):
             chunk = list(text_keys[start : start + self._LOOKUP_CHUNK])
             placeholders = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                "SELECT text_sha256, vector FROM embeddings WHERE variant_sha256 = ? AND provider = ?"
+                "SELECT text_sha256, vector FROM embeddings"
+                " WHERE variant_sha256 = ? AND provider = ? AND max_seq_length = ?"
                 f" AND text_sha256 IN ({placeholders})",
-                [variant_sha256, provider, *chunk],
+                [key.variant_sha256, key.provider, key.max_seq_length, *chunk],
             )
-            found.update((key, np.frombuffer(blob, dtype="<f4")) for key, blob in rows)
+            found.update((text, np.frombuffer(blob, dtype="<f4")) for text, blob in rows)
         return found
 
-    def store(self, variant_sha256: str, provider: str, vectors: Mapping[str, np.ndarray]) -> None:
+    def store(self, key: CacheKey, vectors: Mapping[str, np.ndarray]) -> None:
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
                 [
-                    (variant_sha256, provider, key, np.ascontiguousarray(vector, dtype="<f4").tobytes())
-                    for key, vector in vectors.items()
+                    (
+                        key.variant_sha256,
+                        key.provider,
+                        key.max_seq_length,
+                        text,
+                        np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+                    )
+                    for text, vector in vectors.items()
                 ],
             )
 
@@ -109,7 +135,8 @@ class CachedEncoder(TextEncoder):
     def __init__(self, encoder: EmbedkitEncoder, cache: EmbeddingCache) -> None:
         self.encoder = encoder
         self.cache = cache
-        self.provider_key = ",".join(encoder.providers)
+        model = encoder.model
+        self.key = CacheKey(model.variant.sha256, ",".join(encoder.providers), model.tokenizer.max_seq_length)
         self._texts_requested = 0
 
     @property
@@ -126,17 +153,16 @@ class CachedEncoder(TextEncoder):
     def embed(
         self, texts: list[str], *, prompt_name: str | None = None, batch_size: int = defaults.BATCH_SIZE
     ) -> np.ndarray:
-        """Embeddings of `texts`, each distinct text embedded at most once per variant and provider."""
+        """Embeddings of `texts`, each distinct text embedded at most once per cache key."""
         prompt = self.encoder.prompt(prompt_name)
         keys = {text: text_key(prompt, text) for text in dict.fromkeys(texts)}
-        variant_sha256 = self.encoder.model.variant.sha256
-        found = self.cache.lookup(variant_sha256, self.provider_key, list(keys.values()))
+        found = self.cache.lookup(self.key, list(keys.values()))
         vectors = {text: found[key] for text, key in keys.items() if key in found}
         missing = [text for text in keys if text not in vectors]  # distinct, in first-seen order
         if missing:
             embedded = self.encoder.embed(missing, prompt_name=prompt_name, batch_size=batch_size)
             fresh = dict(zip(missing, embedded, strict=True))
-            self.cache.store(variant_sha256, self.provider_key, {keys[text]: vector for text, vector in fresh.items()})
+            self.cache.store(self.key, {keys[text]: vector for text, vector in fresh.items()})
             vectors.update(fresh)
         self._texts_requested += len(texts)
         return rows_for(texts, vectors, self.encoder.model.dim)

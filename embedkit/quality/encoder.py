@@ -49,11 +49,19 @@ class VariantLike(Protocol):
     def parity(self) -> Mapping[str, Any] | None: ...
 
 
+class TokenizerLike(Protocol):
+    @property
+    def max_seq_length(self) -> int: ...
+
+
 class EmbedderLike(Protocol):
     """What scoring needs from an embedder (embedkit's `Embedder`, or a test adapter)."""
 
     @property
     def spec(self) -> ModelSpecLike: ...
+
+    @property
+    def tokenizer(self) -> TokenizerLike: ...
 
     @property
     def variant(self) -> VariantLike: ...

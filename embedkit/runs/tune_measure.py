@@ -102,9 +102,9 @@ class WorkerMeasurements:
 
         embedder = load(model, variant, CPU, max_seq_length=cap)
         capped = length < self.own_max_seq_length(model, variant)
-        # The embedding cache keys by variant and provider, not by length: a capped run must not read it.
+        # mteb's result files key by model name and revision, not by length: a capped run keeps its own.
         mteb_dir = self.results / "quality" / (f"max_seq_length-{length}" if capped else "")
-        result = score(embedder, list(tasks), output_dir=mteb_dir, use_cache=not capped)
+        result = score(embedder, list(tasks), output_dir=mteb_dir)
         return read_record(write_score_record(result, embedder, self.records_dir))
 
 
