@@ -89,8 +89,27 @@ def test_the_latency_tiers_appear_only_inside_the_axis(frame: pd.DataFrame) -> N
     slow = [profile_record(26.0, seed=30), profile_record(12.0, variant="int8", seed=31)]
     scores = [score_record({"STSBenchmark": 0.8}), score_record({"STSBenchmark": 0.78}, variant="int8")]
     figure = plots.plot_pareto(build_tradeoff(records_frame([*slow, *scores])))
-    tiers = [text.get_text() for text in figure.axes[0].texts if " ms: " in text.get_text()]
-    assert tiers == ["15 ms: excellent", "20 ms: target"]
+    lines = figure.axes[0].get_lines()
+    tiers = {line.get_gid(): line.get_xdata()[0] for line in lines if str(line.get_gid()).startswith("tier-")}
+    assert tiers == {"tier-excellent": 15.0, "tier-target": 20.0}
+    assert not [text for text in figure.axes[0].texts if " ms" in text.get_text()]  # named in the legend instead
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "P95 tiers 15 / 20 / 30 ms\n(excellent / target / acceptable)" in legend
+
+
+def test_a_ladder_wide_panel_gets_a_log_axis_with_plain_ticks() -> None:
+    ladder = [profile_record(1.5, variant="int8-pc", seed=32), profile_record(120.0, seed=33)]
+    scores = [score_record({"STSBenchmark": 0.79}, variant="int8-pc"), score_record({"STSBenchmark": 0.88})]
+    (ax,) = plots.plot_pareto(build_tradeoff(records_frame([*ladder, *scores]))).axes
+    assert ax.get_xscale() == "log"
+    low, high = ax.get_xlim()
+    assert low < 1.5 and high > 120.0
+    ticks = [ax.xaxis.get_major_formatter()(value, 0) for value in (1.0, 10.0, 100.0)]
+    assert ticks == ["1", "10", "100"]
+    assert [plots._two_and_five(value, 0) for value in (2.0, 3.0, 50.0)] == ["2", "", "50"]
+    close = [profile_record(10.0, seed=34), profile_record(12.0, variant="int8", seed=35)]
+    near = [score_record({"STSBenchmark": 0.8}), score_record({"STSBenchmark": 0.78}, variant="int8")]
+    assert plots.plot_pareto(build_tradeoff(records_frame([*close, *near]))).axes[0].get_xscale() == "linear"
 
 
 def test_stage_table_and_bars(frame: pd.DataFrame, sweep) -> None:

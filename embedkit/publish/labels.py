@@ -10,10 +10,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.transforms import ScaledTranslation
 
 from embedkit.results.provenance import ONNXRUNTIME_BUILDS
 
 _LABEL_FONT_SIZE = 7.5
+_TITLE_FONT_SIZE = 9
+_LINE_SPACING = 1.2  # matplotlib's default line height, in font sizes
 # How far adjustText keeps labels from each other and from the markers (1 = touching), and the
 # shortest move that gets a leader line (points): a label nearer than that sits beside its marker.
 _LABEL_EXPAND = (1.25, 2.0)
@@ -45,8 +48,15 @@ def machine_titles(frame: pd.DataFrame) -> dict[str, str]:
 
 def title_panel(ax: Axes, machine: str, titles: Mapping[str, str] | None) -> None:
     """The panel's title for people, and the machine id in small print at its right."""
-    ax.set_title((titles or {}).get(machine, f"machine {machine}"), fontsize=9, loc="left")
-    ax.set_title(machine, fontsize=6, color="0.45", loc="right")
+    title = (titles or {}).get(machine, f"machine {machine}")
+    ax.set_title(title, fontsize=_TITLE_FONT_SIZE, loc="left")
+    small_print = ax.set_title(machine, fontsize=6, color="0.45", loc="right")
+    # Matplotlib puts all three titles on one baseline: lift the id above the left title's lines (one
+    # of which may be as wide as the panel), so that the two never overlap.
+    lift_points = (title.count("\n") + 1) * _TITLE_FONT_SIZE * _LINE_SPACING
+    small_print.set_transform(
+        small_print.get_transform() + ScaledTranslation(0, lift_points / 72, ax.figure.dpi_scale_trans)
+    )
 
 
 def _avoided(points: pd.DataFrame, minimize_x: bool) -> tuple[list[float], list[float]]:

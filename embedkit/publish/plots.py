@@ -52,6 +52,10 @@ _VARIANT_MARKERS = {"fp32": "o", "O1": "s", "O2": "D", "O3": "P", "O4": "X", "fp
 _SPARE_MARKERS = (">", "p", "h", "*", "d", "8", "H")
 _STAGE_COLOURS = {"tokenize": "#8dd3c7", "feeds": "#ffffb3", "run": "#80b1d3", "pool": "#fb8072"}
 _FRONTIER_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.2, "alpha": 0.7}
+_TIER_STYLE: dict[str, Any] = {"color": "0.5", "linestyle": ":", "linewidth": 1, "zorder": 1}
+# Above this ratio of a panel's largest to smallest x the axis is logarithmic: the plan's ladder spans
+# ~1.5 ms (MiniLM int8) to ~120 ms (Qwen3-0.6B), and on a linear axis every small model shares one spot.
+LOG_X_SPAN = 10.0
 
 
 def provider_colour(provider: str) -> str:
@@ -134,7 +138,7 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
     Colour = provider, marker = variant, one marker per point with its x and y 95 % CIs as error
     bars; the frontier of each machine is drawn as a staircase (the best quality reachable within
     a latency budget) and its points are labelled in bold; the decision card's latency tiers are
-    drawn as dotted lines where they fall inside the axis. Each marker's gid is the point's
+    drawn as dotted lines where they fall inside the axis (named in the legend). Each marker's gid is the point's
     profile record id, so the figure (and its SVG) says which record every marker comes from.
     """
     points = tradeoff.points
@@ -147,6 +151,7 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
                                               tradeoff.published_quality[here.index], strict=True):  # fmt: skip
             _draw_point(ax, point, markers[str(point.variant)], hollow=borrowed, published=published)
         _draw_frontier(ax, here[here["on_frontier"]], tradeoff.minimize_x)
+        _scale_x(ax, here)
         ax.margins(x=0.12, y=0.12)
         if tradeoff.metric == "latency":
             _draw_latency_tiers(ax, tradeoff.policy)
@@ -156,6 +161,8 @@ def plot_pareto(tradeoff: Tradeoff, machine_titles: Mapping[str, str] | None = N
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(y_label(tradeoff))
     handles = _pareto_legend(points, markers)
+    if tradeoff.metric == "latency":
+        handles.append(_tiers_legend(tradeoff.policy))
     if tradeoff.published_quality.any():
         handles.append(Line2D([], [], linestyle="", marker="o", color="0.3", markerfacecolor="none",
                               markeredgewidth=_PUBLISHED_EDGE_WIDTH,
@@ -210,18 +217,43 @@ def _draw_frontier(ax: Axes, frontier: pd.DataFrame, minimize_x: bool) -> None:
     ax.step(ordered["x"], ordered["quality"], where="post" if minimize_x else "pre", zorder=2, **_FRONTIER_STYLE)
 
 
+def _scale_x(ax: Axes, points: pd.DataFrame) -> None:
+    """A logarithmic x axis, with plain numbers at its ticks, when the panel's points span more than
+    `LOG_X_SPAN`."""
+    from matplotlib.ticker import FuncFormatter
+
+    lowest = float(points["x_low"].where(points["x_low"] > 0, points["x"]).min())
+    if lowest > 0 and float(points["x_high"].max()) / lowest > LOG_X_SPAN:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))
+
+
+def _two_and_five(value: float, _: int) -> str:
+    """Minor tick labels of a log axis at 2 and 5 times a power of ten, the others unlabelled."""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:g}" if mantissa in (2.0, 5.0) else ""
+
+
 def _draw_latency_tiers(ax: Axes, policy: DecisionPolicy) -> None:
-    """The decision card's latency bounds, where they fall inside the current x range."""
+    """The decision card's latency bounds as dotted lines, where they fall inside the current x range.
+
+    They are named in the legend, not beside the lines: text there would sit among the points."""
     low, high = ax.get_xlim()
-    for bound, tier in (
-        (policy.excellent_ms, "excellent"),
-        (policy.target_ms, "target"),
-        (policy.acceptable_ms, "acceptable"),
-    ):
+    for bound, tier in _latency_tiers(policy):
         if low < bound < high:
-            ax.axvline(bound, color="0.5", linestyle=":", linewidth=1, zorder=1)
-            ax.annotate(f"{bound:g} ms: {tier}", (bound, 0.0), xycoords=("data", "axes fraction"), xytext=(-3, 4),
-                        textcoords="offset points", rotation=90, ha="right", va="bottom", fontsize=7, color="0.4")  # fmt: skip
+            ax.axvline(bound, gid=f"tier-{tier}", **_TIER_STYLE)
+
+
+def _latency_tiers(policy: DecisionPolicy) -> tuple[tuple[float, str], ...]:
+    return ((policy.excellent_ms, "excellent"), (policy.target_ms, "target"), (policy.acceptable_ms, "acceptable"))
+
+
+def _tiers_legend(policy: DecisionPolicy) -> Line2D:
+    tiers = _latency_tiers(policy)
+    bounds = " / ".join(f"{bound:g}" for bound, _ in tiers)
+    names = " / ".join(tier for _, tier in tiers)
+    return Line2D([], [], label=f"P95 tiers {bounds} ms\n({names})", **_TIER_STYLE)
 
 
 _LEGEND_HEADINGS = ("colour = provider", "marker = variant")
