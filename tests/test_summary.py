@@ -7,6 +7,7 @@ import re
 import pytest
 
 from embedkit.analysis.tradeoff import tradeoff_and_card
+from embedkit.publish import summary
 from embedkit.publish.summary import card_lines, failure_lines, frontier_lines, summary_text
 
 
@@ -48,6 +49,14 @@ def test_machines_are_named_by_cpu_and_every_card_row_has_a_line(views):
 def test_a_failure_is_one_line_with_its_reason():
     lines = failure_lines({"quality-x-int8": {"type": "RuntimeError", "message": "made to fail\nTraceback ..."}})
     assert lines == ["  quality-x-int8: RuntimeError: made to fail"]
+    native = (
+        "onnxruntime cannot load m.onnx: "
+        + "std::basic_string<char> " * 40
+        + "\nvalidating node X:\nelement types differ (i64, i32).\n\n"
+    )
+    (line,) = failure_lines({"profile-x": {"type": "ProfileWorkerError", "message": native}})
+    head = native.splitlines()[0][: summary.FAILURE_HEAD_CHARS].rstrip()
+    assert line == f"  profile-x: ProfileWorkerError: {head} … element types differ (i64, i32)."
 
 
 def test_the_summary_says_where_the_report_is_and_what_failed(views):

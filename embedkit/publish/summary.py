@@ -72,13 +72,29 @@ def card_lines(card: pd.DataFrame) -> list[str]:
     return lines
 
 
+# A native library's message can fill a screen on its first line alone (ONNX Runtime's OpenVINO EP prints
+# C++ signatures) and put its cause on the last: a failure's line keeps the head of the first and the last.
+FAILURE_HEAD_CHARS = 160
+
+
 def failure_lines(failed: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
-    """A failed run per line: its id and the one-line reason (the exception's first line)."""
-    lines = []
-    for run_id, error in failed.items():
-        message = str((error or {}).get("message", "")).strip().splitlines()
-        lines.append(f"  {run_id}: {(error or {}).get('type', 'error')}: {message[0] if message else ''}")
-    return lines
+    """A failed run per line: its id and a one-line reason (the message's first line; one longer than
+    FAILURE_HEAD_CHARS is cut there and followed by the message's last line); the whole message is in
+    the run's run.json."""
+    return [
+        f"  {run_id}: {(error or {}).get('type', 'error')}: {one_line_reason(error)}"
+        for run_id, error in failed.items()
+    ]
+
+
+def one_line_reason(error: Mapping[str, Any] | None) -> str:
+    lines = [line.strip() for line in str((error or {}).get("message", "")).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if len(lines[0]) <= FAILURE_HEAD_CHARS:
+        return lines[0]
+    head = lines[0][:FAILURE_HEAD_CHARS].rstrip() + " …"
+    return head if len(lines) == 1 else f"{head} {lines[-1]}"
 
 
 def summary_text(
