@@ -32,6 +32,7 @@ from embedkit.models.transforms import (
     to_float16,
 )
 from embedkit.paths import child_path, models_dir
+from embedkit.pipeline.session import token_embedding_output
 from embedkit.system import file_sha256, package_versions, peak_rss_mb, utc_now
 
 VARIANTS = ("fp32", "O1", "O2", "O3", "O4", "int8", "int8-pc", "fp16", "int8-static")
@@ -326,19 +327,51 @@ def read_variant(name: str, path: Path, directory: Path) -> Variant:
 
 
 def packaged_variant(spec: ModelSpec, variant: str, directory: Path) -> Variant:
-    """The ONNX file a source ships; its manifest is written once beside the content-addressed copy."""
+    """The ONNX file a source ships, cut down to its per-token output when it has others (its own
+    pooling); the manifest is written once, in a directory keyed by the file's sha256."""
     if variant != spec.packaged_variant:
         raise UsageError(
             f"{spec.name} ships only the {spec.packaged_variant!r} variant as ONNX; "
             f"other variants need a PyTorch checkpoint to export from"
         )
-    model_path = directory / str(spec.onnx_file)
-    if not model_path.is_file():
-        raise ModelFileError(f"{spec.name}: ONNX file {model_path} not found")
-    variant_dir = child_path(models_dir(), "exports", spec.name, f"{variant}-{file_sha256(model_path)[:16]}")
+    shipped = directory / str(spec.onnx_file)
+    if not shipped.is_file():
+        raise ModelFileError(f"{spec.name}: ONNX file {shipped} not found")
+    outputs = _output_ranks(shipped)
+    token_output = token_embedding_output(outputs, shipped)
+    pruned = len(outputs) > 1
+    options: dict[str, Any] = {"packaged": True, **({"outputs": [token_output]} if pruned else {})}
+    key = hashlib.sha256(json.dumps([file_sha256(shipped), options], sort_keys=True).encode()).hexdigest()[:16]
+    variant_dir = child_path(models_dir(), "exports", spec.name, f"{variant}-{key}")
+    model_path = variant_dir / MODEL_FILE if pruned else shipped
     if (variant_dir / MANIFEST).is_file():
         return Variant(variant, model_path, _read_manifest(variant_dir), variant_dir)
-    manifest = _manifest(spec, variant, {"packaged": True}, directory, tree_sha256(directory), model_path, None)
-    variant_dir.mkdir(parents=True, exist_ok=True)
-    (variant_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with tempfile.TemporaryDirectory(dir=_ensure_parent(variant_dir), prefix=".export-") as scratch:
+        staging = Path(scratch) / "out"
+        staging.mkdir()
+        if pruned:
+            _keep_only_output(shipped, token_output, staging / MODEL_FILE)
+        graph = staging / MODEL_FILE if pruned else shipped
+        manifest = _manifest(spec, variant, options, directory, tree_sha256(directory), graph, None)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        shutil.rmtree(variant_dir, ignore_errors=True)
+        os.replace(staging, variant_dir)
     return Variant(variant, model_path, manifest, variant_dir)
+
+
+def _output_ranks(model_path: Path) -> dict[str, int]:
+    from embedkit.models.inspect import load_graph
+
+    return {o.name: len(o.type.tensor_type.shape.dim) for o in load_graph(model_path).graph.output}
+
+
+def _keep_only_output(model_path: Path, output: str, target: Path) -> None:
+    """The graph cut down to what `output` needs. A packaged graph may carry its own pooling beside the
+    per-token output; embedkit pools itself, and the OpenVINO EP cannot compile paraphrase-MiniLM-L3-v2's
+    (its Expand mixes int64 and int32)."""
+    import onnx.utils
+
+    from embedkit.models.inspect import load_graph
+
+    inputs = [i.name for i in load_graph(model_path).graph.input]
+    onnx.utils.extract_model(str(model_path), str(target), inputs, [output])

@@ -38,6 +38,18 @@ SPINNING_MODES = ("always", "in-run", "never")
 TOKEN_EMBEDDING_OUTPUTS = ("last_hidden_state", "token_embeddings")
 
 
+def token_embedding_output(ranks: Mapping[str, int], model_path: Path) -> str:
+    """The per-token output among a graph's outputs (name → rank): a known name, else the rank-3 one."""
+    for name in TOKEN_EMBEDDING_OUTPUTS:
+        if name in ranks:
+            return name
+    # Graphs exported without names (e.g. torch.onnx with defaults): the rank-3 output is per token.
+    rank3 = [name for name, rank in ranks.items() if rank == 3]
+    if not rank3:
+        raise ModelFileError(f"{model_path} has no per-token output (rank 3) among {list(ranks)}")
+    return rank3[0]
+
+
 def check_spinning(mode: str) -> str:
     """`mode` if it is one of SPINNING_MODES, else a UsageError naming them."""
     if mode not in SPINNING_MODES:
@@ -156,16 +168,7 @@ class OrtSession:
         return session
 
     def _token_embedding_output(self) -> str:
-        outputs = self._live().get_outputs()
-        names = [o.name for o in outputs]
-        for name in TOKEN_EMBEDDING_OUTPUTS:
-            if name in names:
-                return name
-        # Graphs exported without names (e.g. torch.onnx with defaults): the rank-3 output is per token.
-        rank3 = [o.name for o in outputs if len(o.shape) == 3]
-        if not rank3:
-            raise ModelFileError(f"{self.model_path} has no per-token output (rank 3) among {names}")
-        return str(rank3[0])
+        return token_embedding_output({o.name: len(o.shape) for o in self._live().get_outputs()}, self.model_path)
 
     def _embedding_dim(self) -> int:
         output = next(o for o in self._live().get_outputs() if o.name == self.output_name)
