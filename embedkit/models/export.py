@@ -326,9 +326,13 @@ def read_variant(name: str, path: Path, directory: Path) -> Variant:
     return Variant(name, Path(path), _read_manifest(Path(directory)), Path(directory))
 
 
+# How a shipped ONNX file becomes its variant; part of the variant's key, so a change of recipe re-makes it.
+PACKAGED_RECIPE = {"packaged": True, "graph": "per-token output only"}
+
+
 def packaged_variant(spec: ModelSpec, variant: str, directory: Path) -> Variant:
     """The ONNX file a source ships, cut down to its per-token output when it has others (its own
-    pooling); the manifest is written once, in a directory keyed by the file's sha256."""
+    pooling: embedkit pools itself); made once, in a directory keyed by the file's sha256 and the recipe."""
     if variant != spec.packaged_variant:
         raise UsageError(
             f"{spec.name} ships only the {spec.packaged_variant!r} variant as ONNX; "
@@ -337,41 +341,36 @@ def packaged_variant(spec: ModelSpec, variant: str, directory: Path) -> Variant:
     shipped = directory / str(spec.onnx_file)
     if not shipped.is_file():
         raise ModelFileError(f"{spec.name}: ONNX file {shipped} not found")
-    outputs = _output_ranks(shipped)
-    token_output = token_embedding_output(outputs, shipped)
-    pruned = len(outputs) > 1
-    options: dict[str, Any] = {"packaged": True, **({"outputs": [token_output]} if pruned else {})}
-    key = hashlib.sha256(json.dumps([file_sha256(shipped), options], sort_keys=True).encode()).hexdigest()[:16]
-    variant_dir = child_path(models_dir(), "exports", spec.name, f"{variant}-{key}")
-    model_path = variant_dir / MODEL_FILE if pruned else shipped
-    if (variant_dir / MANIFEST).is_file():
-        return Variant(variant, model_path, _read_manifest(variant_dir), variant_dir)
-    with tempfile.TemporaryDirectory(dir=_ensure_parent(variant_dir), prefix=".export-") as scratch:
-        staging = Path(scratch) / "out"
-        staging.mkdir()
-        if pruned:
-            _keep_only_output(shipped, token_output, staging / MODEL_FILE)
-        graph = staging / MODEL_FILE if pruned else shipped
-        manifest = _manifest(spec, variant, options, directory, tree_sha256(directory), graph, None)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        shutil.rmtree(variant_dir, ignore_errors=True)
-        os.replace(staging, variant_dir)
-    return Variant(variant, model_path, manifest, variant_dir)
+    key = hashlib.sha256(json.dumps([file_sha256(shipped), PACKAGED_RECIPE], sort_keys=True).encode()).hexdigest()
+    variant_dir = child_path(models_dir(), "exports", spec.name, f"{variant}-{key[:16]}")
+    if not (variant_dir / MANIFEST).is_file():
+        with tempfile.TemporaryDirectory(dir=_ensure_parent(variant_dir), prefix=".export-") as scratch:
+            staging = Path(scratch) / "out"
+            staging.mkdir()
+            options = {**PACKAGED_RECIPE, "outputs": _keep_only_token_output(shipped, staging / MODEL_FILE)}
+            graph = staging / MODEL_FILE if (staging / MODEL_FILE).is_file() else shipped
+            manifest = _manifest(spec, variant, options, directory, tree_sha256(directory), graph, None)
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            shutil.rmtree(variant_dir, ignore_errors=True)
+            os.replace(staging, variant_dir)
+    # A cut-down graph lives in the variant's directory; a graph that had nothing to cut is the shipped file.
+    model_path = variant_dir / MODEL_FILE if (variant_dir / MODEL_FILE).is_file() else shipped
+    return Variant(variant, model_path, _read_manifest(variant_dir), variant_dir)
 
 
-def _output_ranks(model_path: Path) -> dict[str, int]:
-    from embedkit.models.inspect import load_graph
+def _keep_only_token_output(model_path: Path, target: Path) -> list[str]:
+    """Write to `target` the graph cut down to what its per-token output needs, when it has other
+    outputs; returns the outputs the variant keeps.
 
-    return {o.name: len(o.type.tensor_type.shape.dim) for o in load_graph(model_path).graph.output}
-
-
-def _keep_only_output(model_path: Path, output: str, target: Path) -> None:
-    """The graph cut down to what `output` needs. A packaged graph may carry its own pooling beside the
-    per-token output; embedkit pools itself, and the OpenVINO EP cannot compile paraphrase-MiniLM-L3-v2's
-    (its Expand mixes int64 and int32)."""
+    A packaged graph may carry its own pooling beside the per-token output: embedkit pools itself, and the
+    OpenVINO EP cannot compile paraphrase-MiniLM-L3-v2's (its Expand mixes int64 and int32)."""
     import onnx.utils
 
     from embedkit.models.inspect import load_graph
 
-    inputs = [i.name for i in load_graph(model_path).graph.input]
-    onnx.utils.extract_model(str(model_path), str(target), inputs, [output])
+    graph = load_graph(model_path).graph
+    ranks = {o.name: len(o.type.tensor_type.shape.dim) for o in graph.output}
+    token_output = token_embedding_output(ranks, model_path)
+    if len(ranks) > 1:
+        onnx.utils.extract_model(str(model_path), str(target), [i.name for i in graph.input], [token_output])
+    return [token_output]
